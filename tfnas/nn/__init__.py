@@ -1,0 +1,1 @@
+"""Keras building blocks: the standalone builder and (later) the supernet layers."""
