@@ -21,6 +21,28 @@ def fail(message: str, code: int = USAGE_ERROR) -> None:
     sys.exit(code)
 
 
+def import_tensorflow():
+    """Imports TensorFlow with its C++ start-up chatter (CUDA probes on a machine without a
+    GPU, absl's pre-init warning) kept off stderr, so that a CLI's error stays one line.
+
+    Only while TF_CPP_MIN_LOG_LEVEL >= 2 (the CLIs' default); set it to 0 to see everything.
+    """
+    if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0) < 2 or "tensorflow" in sys.modules:
+        import tensorflow as tf
+        return tf
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+        tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, once
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf
+
+
 def _program_name() -> str:
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name:  # python -m tfnas.x
@@ -28,18 +50,34 @@ def _program_name() -> str:
     return os.path.basename(sys.argv[0]) if sys.argv else "tfnas"
 
 
-def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> None:
+def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
+        fast_exit: bool = False) -> None:
     """Parses absl flags (with --help/--helpfull) and runs `main`, turning user errors into
-    one line. Unexpected exceptions still show their traceback: they are our bugs."""
+    one line. Unexpected exceptions still show their traceback: they are our bugs.
+
+    `fast_exit` ends the process without tearing down Python objects once `main` is done and
+    output is flushed: a traced supernet's graphs take a minute to garbage-collect.
+    """
     argv = list(sys.argv if argv is None else argv)
     app.define_help_flags()
     try:
         argv = flags.FLAGS(argv)
     except flags.Error as e:
-        fail(str(e).splitlines()[0])
+        fail(str(e).splitlines()[0].replace("ERROR:: ", ""))
+    if len(argv) > 1:
+        fail(f"unexpected arguments (flags need a leading --, also in a flagfile): "
+             f"{' '.join(argv[1:])}")
     try:
-        sys.exit(main(argv) or 0)
+        code = main(argv) or 0
+        if fast_exit:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        sys.exit(code)
     except TfnasError as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except BrokenPipeError:  # e.g. piped into `head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

