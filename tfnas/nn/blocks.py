@@ -46,11 +46,13 @@ class BlockLayers:
     MBConv: 1x1 expand (kept when e = 1, as in FBNet) -> BN -> act -> [shuffle] -> k x k
     depthwise -> BN -> act -> [SE] -> 1x1 project -> BN, with an identity residual when the
     shape is kept. `skip` has no layers. `in_hw` is the input's spatial size, needed only by
-    the channel shuffle of group ops.
+    the channel shuffle of group ops. `group_conv` is the class of the group-2 1x1 convs (the
+    supernet passes one whose CPU gradient needs no XLA; same weights).
     """
 
     def __init__(self, op: str | OpSpec, in_channels: int, out_channels: int, stride: int,
-                 act: str, prefix: str, in_hw: tuple[int, int] | None = None):
+                 act: str, prefix: str, in_hw: tuple[int, int] | None = None,
+                 group_conv: type[layers.Conv2D] = layers.Conv2D):
         self.spec = parse_op(op) if isinstance(op, str) else op
         self.prefix = prefix
         self.residual = stride == 1 and in_channels == out_channels
@@ -61,10 +63,11 @@ class BlockLayers:
         if spec.is_skip:
             return
         mid = in_channels * spec.expansion
+        conv = group_conv if spec.groups > 1 else layers.Conv2D
         if spec.kind == "mbconv":
             self.pre += [
-                layers.Conv2D(mid, 1, padding="same", use_bias=False, groups=spec.groups,
-                              name=f"{p}.expand_conv"),
+                conv(mid, 1, padding="same", use_bias=False, groups=spec.groups,
+                     name=f"{p}.expand_conv"),
                 batch_norm(f"{p}.expand_bn"),
                 activation(act, f"{p}.expand_act"),
             ]
@@ -92,8 +95,8 @@ class BlockLayers:
             ]
             self.se_gate = layers.Multiply(name=f"{p}.se_gate")
         self.post = [
-            layers.Conv2D(out_channels, 1, padding="same", use_bias=False, groups=spec.groups,
-                          name=f"{p}.project_conv"),
+            conv(out_channels, 1, padding="same", use_bias=False, groups=spec.groups,
+                 name=f"{p}.project_conv"),
             batch_norm(f"{p}.project_bn"),
         ]
         if self.residual:
@@ -103,6 +106,21 @@ class BlockLayers:
     def layers(self) -> list[layers.Layer]:
         extra = [getattr(self, a) for a in ("se_gate", "add") if hasattr(self, a)]
         return self.pre + self.se + self.post + extra
+
+    def build(self, input_shape) -> None:
+        """Builds every layer from shapes alone (much faster than a symbolic call)."""
+        shape = tuple(input_shape)
+        for layer in self.pre:
+            shape = _build(layer, shape)
+        if self.se:
+            s = shape
+            for layer in self.se:
+                s = _build(layer, s)
+            self.se_gate.build([shape, s])
+        for layer in self.post:
+            shape = _build(layer, shape)
+        if self.residual and not self.spec.is_skip:
+            self.add.build([tuple(input_shape), shape])
 
     def __call__(self, x, training=None):
         if self.spec.is_skip:
@@ -118,6 +136,11 @@ class BlockLayers:
         for layer in self.post:
             y = _apply(layer, y, training)
         return self.add([x, y]) if self.residual else y
+
+
+def _build(layer: layers.Layer, shape: tuple) -> tuple:
+    layer.build(shape)
+    return tuple(layer.compute_output_shape(shape))
 
 
 def _apply(layer: layers.Layer, x, training):

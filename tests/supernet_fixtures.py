@@ -1,0 +1,37 @@
+"""A small real MBConv space (3 searchable layers) that keeps supernet traces short in tests,
+and helpers shared by the supernet and engine tests."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tfnas.space.mbconv import MBConvSpace, Stage
+from tfnas.space.registry import register_space
+
+TINY = "tiny_test"
+
+
+def tiny_space() -> MBConvSpace:
+    # layer1_1 8->8 s1 (skip legal), layer2_1 8->16 s2 (vital), layer2_2 16->16 s1.
+    return MBConvSpace(TINY, ("k3g2", "k3e3", "k5e1se", "skip"), "relu", 8,
+                       (Stage(1, 8, 1, 1), Stage(2, 16, 2, 2)), 32,
+                       description="test space")
+
+
+register_space(TINY, tiny_space)
+
+
+def randomize(model: keras.Model, seed: int = 0) -> None:
+    """Random weights everywhere, BN statistics included (variances positive)."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        shape = tuple(v.shape)
+        if "variance" in v.name:
+            v.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+        else:
+            v.assign(rng.normal(0, 0.3, shape).astype("float32"))
+
+
+def random_indices(mask: np.ndarray, rng: np.random.Generator) -> list[int]:
+    return [int(rng.choice(np.flatnonzero(row))) for row in mask]

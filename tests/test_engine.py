@@ -1,0 +1,183 @@
+"""Supernet training steps: ops a step did not run stay untouched (weights and optimizer
+state), one trace serves every sampled path, and MirroredStrategy matches one device."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from supernet_fixtures import TINY
+from tfnas.cost.tables import cost_tables
+from tfnas.engine import make_arch_step, make_eval_step, make_weight_step
+from tfnas.nn.sampling import ArchParams, expected_cost, fixed_sample, resource_penalty
+from tfnas.nn.supernet import SuperNet
+from tfnas.space import get_space
+
+SHAPE = (32, 32, 3)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def batch(seed, n=8):
+    rng = np.random.default_rng(seed)
+    return (tf.constant(rng.normal(size=(n, *SHAPE)), tf.float32),
+            tf.constant(rng.integers(0, 10, n), tf.int32))
+
+
+def slots(optimizer, variable):
+    """The optimizer's state for `variable` (SGD momentum; Adam/AdamW moments)."""
+    i = optimizer._get_variable_index(variable)
+    return [getattr(optimizer, a)[i] for a in ("momentums", "_momentums", "_velocities")
+            if getattr(optimizer, a, None)]
+
+
+def snapshot(net, optimizer):
+    out = {}
+    for layer, op, cand in net.candidate_groups():
+        state = [v.numpy().copy() for v in cand.weights]
+        state += [s.numpy().copy() for v in cand.trainable_weights for s in slots(optimizer, v)]
+        out[layer, op] = state
+    return out
+
+
+OPTIMIZERS = {
+    "sgd_momentum_wd": lambda: keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.05),
+    "adamw": lambda: keras.optimizers.AdamW(0.01, weight_decay=0.05),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_step_never_changes_the_ops_it_did_not_run(name):
+    net = SuperNet(TINY, 10, SHAPE)
+    arch = ArchParams(net.allowed_mask(), seed=11)
+    optimizer = OPTIMIZERS[name]()
+    step = make_weight_step(net, arch, optimizer, "gumbel_max", return_indices=True)
+    stem = net.stem[0].kernel
+    idle_with_state = 0
+    for i in range(6):
+        before, stem_before = snapshot(net, optimizer), stem.numpy().copy()
+        _, indices = step(*batch(i))
+        after = snapshot(net, optimizer)
+        for (layer, op), state in before.items():
+            ran = int(indices[layer]) == op
+            if ran or not state:
+                continue
+            idle_with_state += any(np.any(s != 0) for s in state[len(state) // 2:])
+            for old, new in zip(state, after[layer, op]):
+                np.testing.assert_array_equal(old, new, err_msg=f"layer {layer} op {op}")
+        for layer, op in enumerate(indices.numpy()):
+            if after[layer, op]:  # the op that ran moved (skip has no weights)
+                assert not np.array_equal(before[layer, op][0], after[layer, op][0])
+        assert not np.array_equal(stem_before, stem.numpy())
+    # Ops that had momentum / Adam moments from earlier steps sat idle and stayed put.
+    assert idle_with_state > 0
+    assert int(optimizer.iterations) == 6
+
+
+def test_fifty_steps_one_trace_a_different_path_each_step_and_a_cost_penalty():
+    net = SuperNet(TINY, 10, SHAPE, fixed={0: 1})  # 12 paths over layers 1 and 2
+    arch = ArchParams(net.allowed_mask(), seed=5)
+    tables = cost_tables(get_space(TINY), resolution=32, num_classes=10)
+    low = tables.range("flops")[0]
+    weight_step = make_weight_step(net, arch, keras.optimizers.SGD(0.05, momentum=0.9),
+                                   return_indices=True)
+    arch_step = make_arch_step(net, arch, keras.optimizers.Adam(0.05), "gumbel_max",
+                               penalty=resource_penalty(tables, {"flops": low}, alpha=50.0))
+
+    def expected_flops():
+        return float(expected_cost(arch.relax("softmax"), tables.tables["flops"]))
+
+    start_flops = expected_flops()
+    paths = set()
+    for i in range(50):
+        _, indices = weight_step(*batch(i))
+        paths.add(tuple(indices.numpy()))
+        weights = [v.numpy().copy() for v in net.trainable_variables]
+        arch_step(*batch(100 + i))
+        if i < 3:  # the θ step reads the weights, never updates them
+            for old, v in zip(weights, net.trainable_variables):
+                np.testing.assert_array_equal(old, v.numpy())
+    assert weight_step.experimental_get_tracing_count() == 1
+    assert arch_step.experimental_get_tracing_count() == 1
+    assert len(paths) >= 8
+    assert float(arch.tau) == pytest.approx(5.0 * 0.9999 ** 50, rel=1e-5)
+    assert expected_flops() < start_flops  # the penalty pulls θ toward cheaper ops
+    # One-shot evaluation of fixed paths with the shared weights: one trace for any path.
+    evaluate = make_eval_step(net)
+    images, labels = batch(7)
+    for path in ([1, 0, 0], [1, 2, 3]):
+        loss, hits = evaluate(images, labels, tf.constant(path))
+        logits = net.forward(images, fixed_sample(path), training=False)
+        expected = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        assert float(loss) == pytest.approx(float(tf.reduce_sum(expected)), rel=1e-4)
+        assert float(hits) == float(np.sum(np.argmax(logits, -1) == labels.numpy()))
+    assert evaluate.experimental_get_tracing_count() == 1
+
+
+_PARITY = r"""
+import json, sys
+import numpy as np, tensorflow as tf, keras
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, "tests")
+from supernet_fixtures import TINY, randomize
+from tfnas.engine import make_arch_step, make_weight_step
+from tfnas.nn.sampling import ArchParams
+from tfnas.nn.supernet import SuperNet
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
+y = rng.integers(0, 10, 4).astype("int32")
+init = None
+out = {}
+for name in ("single", "mirrored"):
+    strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if name == "mirrored"
+                else tf.distribute.get_strategy())
+    with strategy.scope():
+        net = SuperNet(TINY, 10, (32, 32, 3), fixed={0: 1, 2: 3})
+        arch = ArchParams(net.allowed_mask(), seed=3)
+        w_opt = keras.optimizers.SGD(0.05, momentum=0.9, weight_decay=0.01)
+        a_opt = keras.optimizers.Adam(0.05)
+    if init is None:
+        randomize(net, seed=1)
+        init = net.get_weights()
+    net.set_weights(init)
+    weight_step = make_weight_step(net, arch, w_opt, "gumbel_max", strategy,
+                                   return_indices=True)
+    arch_step = make_arch_step(net, arch, a_opt, "gumbel_max", strategy)
+    if name == "mirrored":  # each replica gets the same 4 images: the single run's batch
+        data = tf.data.Dataset.from_tensor_slices((np.concatenate([x, x]), np.concatenate([y, y])))
+        data = iter(strategy.experimental_distribute_dataset(data.batch(8).repeat()))
+    else:
+        data = iter(tf.data.Dataset.from_tensor_slices((x, y)).batch(4).repeat())
+    losses, arch_losses, paths = [], [], []
+    for _ in range(4):
+        loss, indices = weight_step(*next(data))
+        arch_loss, _ = arch_step(*next(data))
+        losses.append(float(loss)); arch_losses.append(float(arch_loss))
+        paths.append(indices.numpy().tolist())
+    out[name] = {"losses": losses, "arch_losses": arch_losses, "paths": paths,
+                 "theta": arch.theta.numpy().tolist(), "replicas": strategy.num_replicas_in_sync,
+                 "kernel": net.stem[0].kernel.numpy().ravel()[:20].tolist()}
+print(json.dumps(out))
+"""
+
+
+def test_mirrored_strategy_on_two_devices_matches_one_device():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    proc = subprocess.run([sys.executable, "-c", _PARITY], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    single, mirrored = out["single"], out["mirrored"]
+    assert mirrored["replicas"] == 2 and single["replicas"] == 1
+    assert mirrored["paths"] == single["paths"]
+    np.testing.assert_allclose(mirrored["losses"], single["losses"], rtol=1e-4)
+    np.testing.assert_allclose(mirrored["arch_losses"], single["arch_losses"], rtol=1e-4)
+    np.testing.assert_allclose(mirrored["theta"], single["theta"], atol=1e-5)
+    np.testing.assert_allclose(mirrored["kernel"], single["kernel"], atol=1e-5)
+    assert len(set(map(tuple, single["paths"]))) > 1

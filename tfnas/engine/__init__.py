@@ -1,0 +1,10 @@
+"""Training steps of the supernet (weights on train batches, θ on validation batches) and the
+bridge from a searched supernet to the standalone child model."""
+
+from tfnas.engine.export import copy_to_child, extract_child
+from tfnas.engine.steps import (make_arch_step, make_eval_step, make_weight_step,
+                                prepare_optimizer)
+from tfnas.engine.updates import apply_gradients
+
+__all__ = ["apply_gradients", "copy_to_child", "extract_child", "make_arch_step",
+           "make_eval_step", "make_weight_step", "prepare_optimizer"]

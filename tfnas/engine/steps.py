@@ -1,0 +1,161 @@
+"""tf.function steps of the supernet search: weights on a train batch, θ on a validation batch.
+
+Every step draws its architecture inside the tf.function (no retrace when the path changes),
+once per step in cross-replica context, so that all replicas of a `MirroredStrategy` run the
+same path. Inputs are (images, labels) batches — plain tensors, or per-replica values from
+`strategy.experimental_distribute_dataset`. Losses are means over the global batch.
+
+    strategy = tf.distribute.get_strategy()          # or MirroredStrategy()
+    with strategy.scope():
+        net = SuperNet("fbnet", 10, (32, 32, 3))
+        arch = ArchParams(net.allowed_mask())
+        w_opt = keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=4e-5)
+        a_opt = keras.optimizers.Adam(0.01)
+    weight_step = make_weight_step(net, arch, w_opt, "gumbel_max", strategy)
+    arch_step = make_arch_step(net, arch, a_opt, "gumbel_max", strategy, penalty=...)
+    for (x, y), (xv, yv) in zip(train, val):
+        weight_step(x, y); arch_step(xv, yv)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+from tfnas.engine.updates import apply_gradients, check_optimizer
+from tfnas.nn.sampling import SINGLE_PATH_MODES, ArchParams, ArchSample, check_mode
+from tfnas.nn.supernet import SuperNet
+
+Penalty = Callable[[ArchSample], tf.Tensor]
+
+
+def prepare_optimizer(optimizer, variables, strategy=None) -> None:
+    """Builds the optimizer's slots inside the strategy's scope (a lazily built Keras 3
+    optimizer fails under MirroredStrategy in a custom step)."""
+    check_optimizer(optimizer)
+    strategy = strategy or tf.distribute.get_strategy()
+    if not optimizer.built:
+        with strategy.scope():
+            optimizer.build(list(variables))
+
+
+def cross_entropy(labels, logits):
+    return tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+        labels, tf.cast(logits, tf.float32), from_logits=True))
+
+
+def _active_flags(net: SuperNet, variables, indices, single_path: bool) -> list:
+    """Per trainable variable: None (shared, or all ops ran) or "op o of layer l ran"."""
+    if not single_path:
+        return [None] * len(variables)
+    owner = {}
+    for layer, op_index, op in net.candidate_groups():
+        if len(net.super_blocks[layer].candidate_ops) == 1:
+            continue  # a pinned layer always runs
+        flag = tf.equal(indices[layer], op_index)
+        for v in op.trainable_variables:
+            owner[id(v)] = flag
+    return [owner.get(id(v)) for v in variables]
+
+
+def _reduce(strategy, per_replica, variables):
+    pairs = [(g, v.value) for g, v in zip(per_replica, variables) if g is not None]
+    reduced = iter(strategy.extended.batch_reduce_to(tf.distribute.ReduceOp.SUM, pairs))
+    return [None if g is None else next(reduced) for g in per_replica]
+
+
+def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumbel_max",
+                     strategy=None, anneal: bool = True,
+                     return_indices: bool = False) -> Callable:
+    """A tf.function `step(images, labels[, indices]) -> mean loss` that trains the weights of
+    the path drawn in `mode` (`indices` [L] only for mode "fixed"), never touching ops that
+    did not run; τ is multiplied by `arch.tau_decay` after each step if `anneal`. With
+    `return_indices` it returns (loss, the drawn op indices [L]) (for the all-op modes: the
+    heaviest op of each layer)."""
+    check_mode(mode)
+    strategy = strategy or tf.distribute.get_strategy()
+    variables = list(net.trainable_variables)
+    prepare_optimizer(optimizer, variables, strategy)
+    single = mode in SINGLE_PATH_MODES
+
+    def replica(images, labels, indices, weights):
+        with tf.GradientTape() as tape:
+            logits = net(images, training=True, indices=indices, weights=weights,
+                         single_path=single)
+            loss = cross_entropy(labels, logits)
+            scaled = loss / strategy.num_replicas_in_sync
+        return scaled, tape.gradient(scaled, variables)
+
+    @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
+    def step(images, labels, indices=None):
+        sample = arch.sample(mode, indices)
+        weights = None if sample.weights is None else tf.stop_gradient(sample.weights)
+        loss, grads = strategy.run(replica, args=(images, labels, sample.indices, weights))
+        grads = _reduce(strategy, grads, variables)
+        apply_gradients(optimizer, grads, variables,
+                        _active_flags(net, variables, sample.indices, single), strategy)
+        if anneal:
+            arch.decay_temperature()
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        return (loss, sample.indices) if return_indices else loss
+
+    return step
+
+
+def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumbel_max",
+                   strategy=None, penalty: Penalty | None = None,
+                   training: bool = True) -> Callable:
+    """A tf.function `step(images, labels) -> (mean loss, penalty)` that updates θ on a
+    validation batch. The network weights are read, never updated (their gradients are not
+    even computed). `penalty(sample)` (e.g. `sampling.resource_penalty`) is added to the loss."""
+    if check_mode(mode) in ("uniform", "fixed"):
+        raise ValueError(f"mode {mode!r} gives θ no gradient; use gumbel_max, gumbel_softmax "
+                         "or softmax")
+    strategy = strategy or tf.distribute.get_strategy()
+    variables = arch.trainable_variables
+    prepare_optimizer(optimizer, variables, strategy)
+
+    def replica(images, labels, noise):
+        with tf.GradientTape() as tape:
+            sample = arch.relax(mode, noise)
+            logits = net.forward(images, sample, training=training)
+            loss = cross_entropy(labels, logits)
+            extra = penalty(sample) if penalty is not None else tf.constant(0.0)
+            scaled = (loss + extra) / strategy.num_replicas_in_sync
+        return loss / strategy.num_replicas_in_sync, extra, tape.gradient(scaled, variables)
+
+    @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
+    def step(images, labels):
+        noise = arch.draw_noise(mode)
+        loss, extra, grads = strategy.run(replica, args=(images, labels, noise))
+        grads = _reduce(strategy, grads, variables)
+        apply_gradients(optimizer, grads, variables, strategy=strategy)
+        loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        return loss, strategy.reduce(tf.distribute.ReduceOp.MEAN, extra, axis=None)
+
+    return step
+
+
+def make_eval_step(net: SuperNet, strategy=None) -> Callable:
+    """A tf.function `step(images, labels, indices) -> (loss sum, correct count)` of one fixed
+    path in inference mode (one-shot evaluation of a candidate with the shared weights)."""
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def replica(images, labels, indices):
+        logits = tf.cast(net(images, training=False, indices=indices), tf.float32)
+        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True))
+        hits = tf.reduce_sum(tf.cast(
+            tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(
+                tf.reshape(labels, [-1]), tf.int32)), tf.float32))
+        return loss, hits
+
+    @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
+    def step(images, labels, indices):
+        loss, hits = strategy.run(replica, args=(images, labels, tf.cast(indices, tf.int32)))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, hits, axis=None))
+
+    return step

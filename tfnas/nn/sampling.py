@@ -1,0 +1,179 @@
+"""Architecture parameters θ [L, O], temperature τ, and the forward modes that sample from them.
+
+Sampling at temperature τ draws op o of layer l with probability softmax(θ_l / τ)_o
+(Gumbel-Max: argmax(θ_l / τ + g), g ~ Gumbel(0, 1)). Ops outside `allowed` (illegal at that
+layer, or excluded because the layer is fixed) are never drawn and get probability 0.
+
+Modes (`MODES`):
+  gumbel_max      hard one-hot of argmax(θ/τ + g); one op per layer runs. Straight-through
+                  weights (value 1 on the drawn op, gradient of softmax(θ/τ + g)) as in GDAS.
+  gumbel_softmax  every op runs, weighted by softmax(θ/τ + g) (FBNet; HourNAS table 5 ablation).
+  softmax         every op runs, weighted by softmax(θ/τ) (DARTS; SETN's relaxed evaluator).
+  uniform         one op per layer uniformly among the allowed ones (SETN/SPOS template).
+  fixed           the given op indices.
+
+Sampling is split in two so that every replica of a distributed step draws the same path:
+`draw_noise` (random, once per step, outside `strategy.run`) and `relax` (deterministic in θ,
+so it can run under each replica's gradient tape).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+MODES = ("gumbel_max", "gumbel_softmax", "softmax", "uniform", "fixed")
+SINGLE_PATH_MODES = ("gumbel_max", "uniform", "fixed")
+TAU_START = 5.0
+TAU_DECAY = 0.9999
+_MASKED = -1e9  # logit of a disallowed op (finite, so gradients stay finite)
+
+
+class ArchSample(NamedTuple):
+    """One architecture drawn for a step.
+
+    `indices` [L] int32: the op of every layer (for all-op modes, the heaviest one);
+    `weights` [L, O] float32: what multiplies each op's output (one-hot for single-path modes,
+    straight-through in gumbel_max), or None when no gradient to θ is wanted;
+    `single_path`: whether only the op at `indices` runs.
+    """
+
+    indices: tf.Tensor
+    weights: tf.Tensor | None
+    single_path: bool
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown sampling mode {mode!r}; modes are {', '.join(MODES)}")
+    return mode
+
+
+def fixed_sample(indices) -> ArchSample:
+    """The path given by op indices, with no gradient to θ."""
+    return ArchSample(tf.cast(indices, tf.int32), None, True)
+
+
+class ArchParams:
+    """θ (trainable, L x O) and τ (annealed) of one supernet, kept apart from its weights.
+
+    Create it (and its optimizer) inside `strategy.scope()` when training distributed.
+    `allowed` is the L x O mask of ops that may be drawn (`SuperNet.allowed_mask()`).
+    """
+
+    def __init__(self, allowed: np.ndarray, tau: float = TAU_START, tau_decay: float = TAU_DECAY,
+                 seed: int | None = None, init_stddev: float = 0.0, name: str = "arch",
+                 theta_init: np.ndarray | None = None):
+        self.allowed = np.asarray(allowed, dtype=bool)
+        if self.allowed.ndim != 2 or not self.allowed.any(axis=1).all():
+            raise ValueError("`allowed` must be an L x O mask with an allowed op in every row")
+        self.tau_decay = float(tau_decay)
+        self.name = name
+        if theta_init is None:  # else given, e.g. [m, L, O] for space proposals
+            init = (keras.initializers.Zeros() if init_stddev == 0
+                    else keras.initializers.RandomNormal(stddev=init_stddev, seed=seed))
+            theta_init = init(self.allowed.shape)
+        self.theta = keras.Variable(theta_init, dtype="float32", name=f"{name}_theta",
+                                    trainable=True)
+        self.tau = keras.Variable(float(tau), name=f"{name}_tau", trainable=False)
+        self.seed = keras.random.SeedGenerator(seed, name=f"{name}_seed")
+
+    @property
+    def num_layers(self) -> int:
+        return self.allowed.shape[0]
+
+    @property
+    def num_ops(self) -> int:
+        return self.allowed.shape[1]
+
+    @property
+    def trainable_variables(self) -> list:
+        return [self.theta]
+
+    def _mask(self, logits):
+        return tf.where(tf.constant(self.allowed), logits, _MASKED)
+
+    def logits(self):
+        """θ/τ with disallowed ops masked out."""
+        return self._mask(tf.convert_to_tensor(self.theta) / tf.convert_to_tensor(self.tau))
+
+    def probabilities(self):
+        """softmax(θ/τ) per layer: the probability that sampling draws each op."""
+        return tf.nn.softmax(self.logits(), axis=-1)
+
+    def draw_noise(self, mode: str):
+        """The random part of a sample: Gumbel(0, 1) noise [L, O] (None for softmax/fixed)."""
+        if check_mode(mode) in ("softmax", "fixed"):
+            return None
+        u = keras.random.uniform(self.allowed.shape, minval=1e-10, maxval=1.0, seed=self.seed)
+        return -tf.math.log(-tf.math.log(u))
+
+    def relax(self, mode: str, noise=None, indices=None) -> ArchSample:
+        """The architecture of `mode` from θ, τ and the drawn noise (differentiable in θ)."""
+        check_mode(mode)
+        if mode == "fixed":
+            if indices is None:
+                raise ValueError("mode 'fixed' needs op indices")
+            return fixed_sample(indices)
+        if mode == "uniform":
+            idx = tf.argmax(self._mask(noise), axis=-1, output_type=tf.int32)
+            return ArchSample(idx, None, True)
+        z = self.logits() if mode == "softmax" else self._mask(self.logits() + noise)
+        soft = tf.nn.softmax(z, axis=-1)
+        idx = tf.argmax(z, axis=-1, output_type=tf.int32)
+        if mode == "gumbel_max":
+            hard = tf.one_hot(idx, self.num_ops, dtype=soft.dtype)
+            return ArchSample(idx, hard - tf.stop_gradient(soft) + soft, True)
+        return ArchSample(idx, soft, False)
+
+    def sample(self, mode: str, indices=None) -> ArchSample:
+        return self.relax(mode, self.draw_noise(mode), indices)
+
+    def decay_temperature(self):
+        self.tau.assign(self.tau * self.tau_decay)
+
+    def derive(self) -> np.ndarray:
+        """The most probable op of every layer (argmax θ over the allowed ops)."""
+        return np.argmax(np.where(self.allowed, np.asarray(self.theta), -np.inf), axis=-1)
+
+    def checkpoint_items(self) -> dict:
+        """What a `tf.train.Checkpoint` must hold to resume sampling exactly."""
+        return {"theta": self.theta, "tau": self.tau, "seed": self.seed.state}
+
+
+def expected_cost(sample: ArchSample, table: np.ndarray, constant: float = 0.0):
+    """Σ weights ⊙ table (+ constant): the cost of the sampled path, differentiable in θ.
+
+    With gumbel_max weights the value is the exact cost of the drawn path and the gradient is
+    that of the relaxed probabilities (HourNAS eq. 4, R(A_θ) = sum(A_θ ⊙ F)).
+    """
+    table = tf.constant(np.asarray(table), dtype=tf.float32)
+    if sample.weights is None:
+        rows = tf.range(tf.shape(sample.indices)[0])
+        picked = tf.gather_nd(table, tf.stack([rows, sample.indices], axis=1))
+        return constant + tf.reduce_sum(picked)
+    return constant + tf.reduce_sum(sample.weights * table)
+
+
+def resource_penalty(tables, targets: dict[str, float], alpha: float = 1.0):
+    """HourNAS eq. 5 as a penalty hook for `make_arch_step`: α Σ_i |R_i(A_θ) − T_i| / M_i.
+
+    `tables` is a `CostTables` (rows in the supernet's layer order); M_i is the largest
+    reachable cost of objective i.
+    """
+    terms = []
+    for objective, target in targets.items():
+        high = tables.range(objective)[1]
+        terms.append((objective, float(target), float(high)))
+
+    def penalty(sample: ArchSample):
+        total = 0.0
+        for objective, target, high in terms:
+            cost = expected_cost(sample, tables.tables[objective], tables.constants[objective])
+            total += tf.abs(cost - target) / high
+        return alpha * total
+
+    return penalty
