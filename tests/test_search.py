@@ -1,0 +1,223 @@
+"""`python -m tfnas.search`: end to end on a small real space and real MNIST images, resume
+after kill -9, two workers on localhost, and bad input that never damages a run directory."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, assert_one_line_error, run_cli
+
+from tfnas.cost.tables import cost_tables
+from tests.supernet_fixtures import tiny_space
+
+TABLES = cost_tables(tiny_space())
+TARGET_PARAMS = sum(TABLES.range("params")) / 2
+TARGET_FLOPS = sum(TABLES.range("flops")) / 2
+TINY = ["--space_module=tests.supernet_fixtures", "--space=tiny_test",
+        f"--target_params={TARGET_PARAMS}", f"--target_flops={TARGET_FLOPS}",
+        "--image_size=16", "--width_multiplier=1.0", "--batch_size=8", "--steps_per_epoch=4",
+        "--max_images=160", "--num_proposals=2", "--proposal_iterations=50",
+        "--vital_epochs=1", "--nonvital_epochs=2", "--checkpoint_every=1", "--seed=3"]
+SPEC_KEYS = {"space", "arch", "params", "flops", "targets"}
+
+
+def _search(model_dir, *extra, env=None, timeout=600):
+    return run_cli("tfnas.search", *TINY, f"--model_dir={model_dir}", *extra, env=env,
+                   timeout=timeout)
+
+
+def _record(model_dir, name="arch.json"):
+    with open(os.path.join(model_dir, name)) as f:
+        record = json.load(f)
+    record.pop("stages")  # wall times differ between runs
+    return record
+
+
+def _tree_digest(path):
+    digest = hashlib.sha256()
+    for dirpath, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            full = os.path.join(dirpath, name)
+            digest.update(full.encode())
+            digest.update(open(full, "rb").read())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One uninterrupted tiny search, shared by the tests that compare against it."""
+    model_dir = str(tmp_path_factory.mktemp("search") / "run")
+    proc = _search(model_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return model_dir, proc
+
+
+def test_search_writes_arch_json_and_artifacts(finished):
+    model_dir, proc = finished
+    with open(os.path.join(model_dir, "arch.json")) as f:
+        record = json.load(f)
+    assert SPEC_KEYS <= set(record)
+    assert record["space"] == "tiny_test" and len(record["arch"].split(",")) == 3
+    assert record["targets"] == {"params": TARGET_PARAMS, "flops": TARGET_FLOPS}
+    cost = TABLES.cost([tiny_space().ops.index(op) for op in record["arch"].split(",")])
+    assert (record["params"], record["flops"]) == (int(cost["params"]), int(cost["flops"]))
+    assert set(record["stages"]) == {"vital", "proposals", "nonvital"}
+    assert record["seed"] == 3 and list(record["vital_ops"]) == ["layer2_1"]
+    assert os.path.getsize(os.path.join(model_dir, "arch_probs.png")) > 5000
+    events = os.listdir(os.path.join(model_dir, "tensorboard"))
+    assert any(name.startswith("events.out.tfevents") for name in events)
+    assert "stage vital [" in proc.stdout and "stage nonvital [" in proc.stdout
+    assert "searched architecture (tiny_test)" in proc.stdout
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["flags"]["space"] == "tiny_test"
+
+
+def test_rerun_of_a_finished_search_changes_nothing(finished):
+    model_dir, _ = finished
+    before = _record(model_dir)
+    proc = _search(model_dir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _record(model_dir) == before
+
+
+def _checkpoints(model_dir, stage):
+    directory = os.path.join(model_dir, "checkpoints", stage)
+    if not os.path.isdir(directory):
+        return 0
+    return len([n for n in os.listdir(directory) if n.endswith(".index")])
+
+
+def _kill_when(model_dir, predicate, timeout=300):
+    """Starts the search and kill -9s it as soon as `predicate(model_dir)` holds."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, "-m", "tfnas.search", *TINY,
+                             f"--model_dir={model_dir}"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not predicate(model_dir):
+        assert proc.poll() is None, "the search ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_resume_after_kill_9_gives_the_same_result(finished, tmp_path):
+    model_dir = str(tmp_path / "killed")
+    _kill_when(model_dir, lambda d: _checkpoints(d, "vital") >= 1)  # inside stage 1
+    _kill_when(model_dir, lambda d: _checkpoints(d, "nonvital") >= 1)  # inside stage 2
+    proc = _search(model_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming" in proc.stdout
+    assert _record(model_dir) == _record(finished[0])
+
+
+def test_ablations_run(tmp_path):
+    for extra in (["--two_stage=false"], ["--sampler=gumbel_softmax"]):
+        model_dir = str(tmp_path / extra[0].split("=")[0].strip("-"))
+        proc = _search(model_dir, *extra, "--nonvital_epochs=1")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        record = _record(model_dir)
+        assert record["two_stage"] == (extra[0] != "--two_stage=false")
+        assert record["sampler"] == extra[0].split("=")[1] if "sampler" in extra[0] else True
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_agree(tmp_path):
+    model_dir = str(tmp_path / "mw")
+    cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
+    procs = []
+    for index in range(2):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT,
+               "TF_CONFIG": json.dumps({"cluster": cluster,
+                                        "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tfnas.search", *TINY, f"--model_dir={model_dir}",
+             "--strategy=multi_worker", "--batch_size=16", "--checkpoint_every=4"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    chief = _record(model_dir)
+    worker = _record(os.path.join(model_dir, ".worker1", "result"))
+    assert chief == worker
+
+
+def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
+    model_dir = finished[0]
+    digest = _tree_digest(model_dir)
+    bad_cfg = tmp_path / "bad.cfg"
+    bad_cfg.write_text("--space=fbnet\nnot a flag line\n")
+    cases = [
+        (["--space=nope", "--target_params=1e6"], "unknown search space 'nope'"),
+        (["--space=fbnet", "--target_params=1e6", "--colour=red"], "Unknown command line flag"),
+        ([f"--flagfile={bad_cfg}"], "flags need a leading --"),
+        (["--space=fbnet", "--target_params=1e6"],
+         "params 1M is below the cheapest reachable architecture; feasible ranges: params"),
+        (["--space=fbnet", "--target_params=4.8e6", "--dataset=fashion_mnist",
+          f"--data_dir={tmp_path}"], "apt-get install dataset-fashion-mnist"),
+        (["--space=mnasnet", "--target_params=3.9e6"],
+         "holds a search of space 'tiny_test', not 'mnasnet'"),
+        (TINY + ["--seed=4"], "holds a search with other settings: seed=3 (now 4)"),
+    ]
+    for args, fragment in cases:
+        proc = run_cli("tfnas.search", *args, f"--model_dir={model_dir}")
+        assert_one_line_error(proc, fragment)
+        assert proc.returncode == 2
+    assert _tree_digest(model_dir) == digest
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model_dir = str(tmp_path / "nan")
+    proc = _search(model_dir, "--weight_lr=1e30")
+    assert_one_line_error(proc, "loss became", "the last good checkpoint")
+    assert proc.returncode == 2
+    assert not os.path.exists(os.path.join(model_dir, "arch.json"))
+    assert _checkpoints(model_dir, "vital") >= 1
+
+
+def test_two_level_sampling_is_straight_through():
+    import numpy as np
+    import tensorflow as tf
+
+    from tfnas.proposals.selector import Proposals
+    from tfnas.search.proposal_arch import ProposalArchParams
+
+    space = tiny_space()
+    mask = space.legal_mask()
+    rng = np.random.default_rng(0)
+    proposals = Proposals(space=space.name, ops=space.ops, tau=1.0, mask=mask,
+                          theta=rng.normal(size=(3,) + mask.shape), pi=np.zeros(3))
+    arch = ProposalArchParams(proposals, mask, tau=1.0, tau_decay=1.0, seed=0)
+    table = tf.constant(TABLES.tables["flops"], tf.float32)
+    paths = set()
+    for _ in range(20):
+        with tf.GradientTape() as tape:
+            sample = arch.sample("gumbel_max")
+            cost = tf.reduce_sum(sample.weights * table)
+        d_theta, d_pi = tape.gradient(cost, arch.trainable_variables)
+        indices = sample.indices.numpy()
+        assert mask[np.arange(len(indices)), indices].all()  # never an illegal op
+        np.testing.assert_allclose(sample.weights.numpy(),
+                                   np.eye(len(space.ops))[indices], atol=1e-6)
+        assert np.abs(d_pi.numpy()).sum() > 0 and np.abs(d_theta.numpy()).sum() > 0
+        paths.add(tuple(indices))
+    assert len(paths) > 1
+    probs = arch.probabilities().numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert (probs[~mask] == 0).all()

@@ -1,0 +1,1 @@
+"""Search drivers: HourNAS's two-stage search (`python -m tfnas.search`)."""

@@ -1,0 +1,115 @@
+"""HourNAS search: `python -m tfnas.search --flagfile=configs/efficientnet.cfg [--model_dir=DIR]`.
+
+Writes DIR/arch.json (space, arch, params, flops, targets, stage times, seed), DIR/arch_probs.png,
+TensorBoard logs and checkpoints. Rerunning the same command resumes an interrupted search.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from tfnas import cli
+from tfnas.errors import TfnasError
+from tfnas.proposals.budget import make_budget
+from tfnas.proposals.flags import fixed_from_flags, tables_from_flags, targets_from_flags
+from tfnas.search.flags import define_flags
+
+define_flags()
+FLAGS = flags.FLAGS
+
+_CONFIG_FLAGS = (
+    "dataset", "num_classes", "weight_fraction", "max_images", "image_size",
+    "width_multiplier", "batch_size", "vital_epochs", "nonvital_epochs", "steps_per_epoch",
+    "two_stage", "sampler", "tau", "tau_decay", "alpha", "beta", "num_proposals",
+    "proposal_iterations", "weight_lr", "weight_decay", "arch_lr", "seed", "checkpoint_every",
+    "latency_table", "data_dir", "space_module")
+
+
+def import_space_modules(modules: list[str]) -> None:
+    import importlib
+    if modules:
+        cli.import_tensorflow()  # space modules usually import keras: keep its chatter quiet
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise TfnasError(f"--space_module {module}: {e}") from None
+
+
+def _check_ranges() -> None:
+    positive = {"image_size": 8, "batch_size": 1, "num_proposals": 1, "checkpoint_every": 1}
+    for name, low in positive.items():
+        if getattr(FLAGS, name) < low:
+            raise TfnasError(f"--{name} must be >= {low}")
+    for name in ("vital_epochs", "nonvital_epochs", "steps_per_epoch", "proposal_iterations",
+                 "max_images"):
+        if getattr(FLAGS, name) < 0:
+            raise TfnasError(f"--{name} must be >= 0")
+    if not 0 < FLAGS.width_multiplier <= 4:
+        raise TfnasError("--width_multiplier must be in (0, 4]")
+    if not FLAGS.tau > 0 or not 0 < FLAGS.tau_decay <= 1:
+        raise TfnasError("--tau must be > 0 and --tau_decay in (0, 1]")
+    if FLAGS.two_stage and FLAGS.vital_epochs == 0:
+        raise TfnasError("--vital_epochs must be >= 1 with --two_stage")
+    if FLAGS.nonvital_epochs == 0 and (FLAGS.two_stage or FLAGS.vital_epochs == 0):
+        raise TfnasError("--nonvital_epochs must be >= 1")
+
+
+def main(argv: list[str]) -> int:
+    if not FLAGS.space:
+        raise TfnasError("--space is required (or --flagfile=configs/SPACE.cfg)")
+    import_space_modules(FLAGS.space_module)
+    from tfnas.space import get_space
+    from tfnas.space.mbconv import MBConvSpace
+    space = get_space(FLAGS.space)
+    if not isinstance(space, MBConvSpace):
+        raise TfnasError(f"HourNAS searches MBConv spaces; {FLAGS.space!r} is not one")
+    targets = targets_from_flags()
+    _check_ranges()
+    fixed = fixed_from_flags(space)
+    # Infeasible targets fail here, with the feasible ranges, before TensorFlow starts.
+    make_budget(tables_from_flags(space), targets, fixed)
+
+    from tfnas.search.rundir import RunDir
+    model_dir = FLAGS.model_dir or os.path.join("runs", space.name)
+    flags_record = {name: getattr(FLAGS, name) for name in _CONFIG_FLAGS}
+    flags_record.update(space=space.name, targets=targets,
+                        fix=sorted(FLAGS.fix), algorithm=FLAGS.algorithm)
+    rundir = RunDir(model_dir)
+    rundir.existing_config()  # a foreign directory fails before any import of TensorFlow
+
+    tf = cli.import_tensorflow()
+    import tfnas
+    from tfnas.search.hournas import HourNAS, SearchConfig, SearchData
+    from tfnas.search.report import summary_table
+    from tfnas.search.strategy import is_chief, make_strategy
+
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
+    chief = is_chief(strategy)
+    config = SearchConfig(space=space, targets=targets, user_fixed=fixed,
+                          **{k: v for k, v in flags_record.items()
+                             if k in SearchConfig.__dataclass_fields__
+                             and k not in ("space", "targets")})
+    data = SearchData(config, strategy)  # a missing or empty dataset fails before DIR is touched
+    if chief:
+        resumed = rundir.claim({"tfnas_version": tfnas.__version__,
+                                "tensorflow": tf.__version__, "flags": flags_record})
+        if resumed:
+            print(f"resuming the search in {model_dir}")
+    search = HourNAS(config, data, rundir, strategy, chief=chief, flags_record=flags_record)
+    record = search.run()
+    search.writer.close()
+    print(summary_table(record, [l.name for l in space.layers], space.vital_mask()))
+    if chief:
+        print(f"wrote {rundir.file('arch.json')} and {rundir.file('arch_probs.png')}")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main, fast_exit=True)

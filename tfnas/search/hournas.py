@@ -1,0 +1,474 @@
+"""HourNAS, Algorithm 1: vital blocks first on a minimal supernet, then the non-vital blocks
+inside space proposals that meet the resource targets.
+
+Every stage checkpoints (weights, θ or Π/Θ, optimizer states, τ, sampler RNG, position in the
+data) so that rerunning the same command resumes where a kill left it; `state.json` records
+which stage is done. With a fixed seed on CPU a resumed run ends with the same arch.json as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfnas import engine
+from tfnas.cost.tables import CostTables, cost_tables
+from tfnas.data import search_splits
+from tfnas.errors import TfnasError
+from tfnas.io import write_json
+from tfnas.nn.sampling import ArchParams
+from tfnas.nn.supernet import SuperNet
+from tfnas.proposals.budget import describe_ranges, feasible_ranges, make_budget
+from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
+from tfnas.proposals.selector import Proposals
+from tfnas.search import report
+from tfnas.search.progress import Progress
+from tfnas.search.proposal_arch import ProposalArchParams
+from tfnas.search.rundir import RunDir
+from tfnas.space.genotype import Genotype
+from tfnas.space.mbconv import MBConvSpace
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    space: MBConvSpace
+    targets: dict[str, float]
+    user_fixed: dict[int, int]
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    num_classes: int = 0
+    weight_fraction: float = 0.8
+    max_images: int = 0
+    image_size: int = 32
+    width_multiplier: float = 0.5
+    batch_size: int = 32
+    vital_epochs: int = 1
+    nonvital_epochs: int = 1
+    steps_per_epoch: int = 0
+    two_stage: bool = True
+    sampler: str = "gumbel_max"
+    tau: float = 5.0
+    tau_decay: float = 0.9999
+    alpha: float = 5.0
+    beta: float = 1e-2
+    num_proposals: int = 8
+    proposal_iterations: int = 1000
+    weight_lr: float = 0.1
+    weight_decay: float = 4e-5
+    arch_lr: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 50
+    latency_table: str | None = None
+
+
+class NaNLoss(TfnasError):
+    pass
+
+
+class SearchData:
+    """The weight and architecture splits, batched per epoch in a seeded, resumable order."""
+
+    def __init__(self, cfg: SearchConfig, strategy: tf.distribute.Strategy):
+        self.cfg, self.strategy = cfg, strategy
+        weights, arch, classes = search_splits(
+            cfg.dataset, cfg.image_size, cfg.data_dir, cfg.weight_fraction, cfg.seed,
+            limit=cfg.max_images or None)
+        self.num_classes = cfg.num_classes or classes
+        if not self.num_classes:
+            raise TfnasError(f"cannot infer the classes of {cfg.dataset!r}; pass --num_classes")
+        self.weights, self.arch = weights.cache(), arch.cache()
+        n_w, n_a = _count(self.weights), _count(self.arch)
+        if n_w < cfg.batch_size or n_a < cfg.batch_size:
+            raise TfnasError(
+                f"dataset {cfg.dataset!r} gives {n_w} weight and {n_a} architecture images; "
+                f"each split needs at least --batch_size={cfg.batch_size}")
+        full_w, full_a = n_w // cfg.batch_size, n_a // cfg.batch_size
+        self.weight_steps = min(full_w, cfg.steps_per_epoch or full_w)
+        self.arch_steps = max(1, min(full_a, round(self.weight_steps * n_a / n_w)))
+
+    def epoch(self, which: str, epoch: int, skip: int):
+        ds = self.weights if which == "weights" else self.arch
+        steps = self.weight_steps if which == "weights" else self.arch_steps
+        seed = self.cfg.seed * 100_003 + epoch * 2 + (which == "arch")
+        ds = (ds.shuffle(8192, seed=seed, reshuffle_each_iteration=False)
+              .batch(self.cfg.batch_size, drop_remainder=True).take(steps).skip(skip)
+              .prefetch(tf.data.AUTOTUNE))
+        return iter(self.strategy.experimental_distribute_dataset(ds))
+
+
+def _count(ds: tf.data.Dataset) -> int:
+    n = int(ds.cardinality())
+    return n if n >= 0 else int(ds.reduce(0, lambda c, _: c + 1))
+
+
+@dataclasses.dataclass
+class StagePlan:
+    name: str
+    epochs: int
+    weight_steps: int
+    arch_steps: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.weight_steps + self.arch_steps
+
+    @property
+    def total(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def locate(self, step: int) -> tuple[int, str, int]:
+        """(epoch, "weights"|"arch", batch index within that phase) of a global step."""
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if within < self.weight_steps:
+            return epoch, "weights", within
+        return epoch, "arch", within - self.weight_steps
+
+
+class HourNAS:
+    """Runs Algorithm 1 in a run directory; `run()` returns the arch.json record."""
+
+    def __init__(self, cfg: SearchConfig, data: SearchData, rundir: RunDir,
+                 strategy: tf.distribute.Strategy, chief: bool = True,
+                 flags_record: dict | None = None, log: Callable[[str], None] = print):
+        self.cfg, self.data, self.rundir, self.strategy = cfg, data, rundir, strategy
+        self.chief = chief
+        self.flags_record = flags_record or {}
+        self.log = log
+        self.tables = cost_tables(cfg.space)
+        if cfg.latency_table:
+            self.tables = self.tables.with_latency(cfg.latency_table)
+        make_budget(self.tables, cfg.targets, cfg.user_fixed)  # infeasible targets fail here
+        self.state_path = rundir.file("state.json")
+        self.state = self._load_state()
+        self.writer = tf.summary.create_file_writer(
+            rundir.tensorboard_dir if chief else _worker_dir(rundir, "tensorboard"))
+
+    # -- state ---------------------------------------------------------------------------
+    def _load_state(self) -> dict[str, Any]:
+        if os.path.exists(self.state_path):
+            with open(self.state_path) as f:
+                return json.load(f)
+        return {"stage": "vital" if self.cfg.two_stage else "proposals", "seconds": {}}
+
+    def _save_state(self, **updates) -> None:
+        self.state.update(updates)
+        if self.chief:
+            write_json(self.state_path, self.state)
+
+    # -- the algorithm ---------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        data = self.data
+        if self.state["stage"] == "vital":
+            vital_ops = self._stage_vital(data)
+            self._save_state(stage="proposals", vital_ops={str(k): v for k, v in
+                                                           vital_ops.items()},
+                             seconds={**self.state["seconds"], "vital": self._elapsed("vital")})
+        fixed = {**self.cfg.user_fixed,
+                 **{int(k): v for k, v in self.state.get("vital_ops", {}).items()}}
+        if self.state["stage"] == "proposals":
+            t0 = time.monotonic()
+            proposals = self._make_proposals(fixed)
+            if self.chief:
+                proposals.save(self.rundir.file("proposals.json"))
+            self._save_state(stage="nonvital", proposals=proposals.to_json(),
+                             seconds={**self.state["seconds"], "proposals":
+                                      round(time.monotonic() - t0, 3)})
+        if self.state["stage"] == "nonvital":
+            proposals = Proposals.from_json(self.state["proposals"])
+            final = self._stage_nonvital(data, fixed, proposals)
+            self._save_state(stage="done", final_indices=[int(i) for i in final],
+                             seconds={**self.state["seconds"],
+                                      "nonvital": self._elapsed("nonvital")})
+        return self._finish(data)
+
+    def _elapsed(self, stage: str) -> float:
+        """Wall time of a stage, summed over the invocations that worked on it."""
+        return round(self.state.get("partial_seconds", {}).get(stage, 0.0), 3)
+
+    # -- stage 1 ---------------------------------------------------------------------------
+    def _stage_vital(self, data: SearchData) -> dict[int, int]:
+        space = self.cfg.space
+        with self.strategy.scope():
+            net = self._supernet(data, fixed=self.cfg.user_fixed, vital_only=True)
+            arch = ArchParams(net.allowed_mask(), self.cfg.tau, self.cfg.tau_decay,
+                              seed=self.cfg.seed)
+        plan = StagePlan("vital", self.cfg.vital_epochs, data.weight_steps, data.arch_steps)
+        self._train(net, arch, plan, data, penalty=None)
+        probs = np.asarray(arch.probabilities())
+        chosen = _feasible_vital_choice(self.tables, self.cfg.targets, self.cfg.user_fixed,
+                                        probs, space.vital_mask())
+        if self.chief:
+            net.save_weights(self.rundir.file("vital_supernet.weights.h5"))
+        names = ", ".join(f"{space.layers[k].name}:{space.ops[v]}" for k, v in chosen.items())
+        self.log(f"stage 1 done: vital layers fixed to {names}")
+        return chosen
+
+    # -- proposals --------------------------------------------------------------------------
+    def _make_proposals(self, fixed: dict[int, int]) -> Proposals:
+        tau = float(self.state.get("tau_after_vital", self.cfg.tau))
+        try:
+            proposals = optimize_proposals(
+                self.tables, self.cfg.targets, fixed, self.cfg.num_proposals,
+                self.cfg.proposal_iterations, self.cfg.beta, tau=tau, seed=self.cfg.seed)
+        except TfnasError as e:
+            raise TfnasError(f"after stage 1: {e}") from None
+        self.log(f"proposals: {proposals.num_proposals} optimized in "
+                 f"{proposals.info['seconds']:.2f} s at tau {tau:.3f}")
+        return proposals
+
+    # -- stage 2 ---------------------------------------------------------------------------
+    def _stage_nonvital(self, data: SearchData, fixed: dict[int, int],
+                        proposals: Proposals) -> np.ndarray:
+        with self.strategy.scope():
+            net = self._supernet(data, fixed=fixed, vital_only=False)
+            arch = ProposalArchParams(proposals, net.allowed_mask(), proposals.tau,
+                                      self.cfg.tau_decay, seed=self.cfg.seed + 1)
+        vital_weights = self.rundir.file("vital_supernet.weights.h5")
+        epochs = self.cfg.nonvital_epochs if self.cfg.two_stage else (
+            self.cfg.vital_epochs + self.cfg.nonvital_epochs)
+        plan = StagePlan("nonvital", epochs, data.weight_steps, data.arch_steps)
+        objective = ProposalObjective(make_budget(self.tables, self.cfg.targets, fixed),
+                                      self.cfg.beta)
+        alpha = self.cfg.alpha
+
+        def penalty(_sample):
+            return alpha * objective(tf.convert_to_tensor(arch.theta),
+                                     tf.convert_to_tensor(arch.tau))
+
+        warm = None
+        if self.cfg.two_stage and os.path.exists(vital_weights):
+            warm = lambda: _copy_shared_weights(  # noqa: E731
+                self._supernet(data, self.cfg.user_fixed, vital_only=True, weights=vital_weights),
+                net)
+        self._train(net, arch, plan, data, penalty=penalty, warm_start=warm)
+        final = most_likely_within_targets(arch, self.tables, self.cfg.targets,
+                                           seed=self.cfg.seed)
+        probs = np.asarray(arch.probabilities())
+        self.state["final_probabilities"] = probs.round(5).tolist()
+        return final
+
+    # -- shared machinery -------------------------------------------------------------------
+    def _supernet(self, data: SearchData, fixed: dict[int, int], vital_only: bool,
+                  weights: str | None = None) -> SuperNet:
+        # Seeded per stage: a resumed run builds the same initial weights as an uninterrupted one.
+        keras.utils.set_random_seed(self.cfg.seed * 7 + (2 if vital_only else 3))
+        net = SuperNet(self.cfg.space, num_classes=data.num_classes,
+                       input_shape=(self.cfg.image_size, self.cfg.image_size, 3),
+                       width_multiplier=self.cfg.width_multiplier, fixed=fixed,
+                       vital_only=vital_only)
+        if weights:
+            net.load_weights(weights)
+        return net
+
+    def _train(self, net: SuperNet, arch, plan: StagePlan, data: SearchData, penalty,
+               warm_start: Callable[[], None] | None = None) -> None:
+        cfg = self.cfg
+        with self.strategy.scope():
+            weight_opt = keras.optimizers.SGD(cfg.weight_lr, momentum=0.9,
+                                              weight_decay=cfg.weight_decay)
+            arch_opt = keras.optimizers.Adam(cfg.arch_lr)
+            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
+        engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
+        checkpoint = tf.train.Checkpoint(net=net, weight_opt=weight_opt, arch_opt=arch_opt,
+                                         step=step_var, **arch.checkpoint_items())
+        directory = os.path.join(self.rundir.checkpoint_dir if self.chief
+                                 else _worker_dir(self.rundir, "checkpoints"), plan.name)
+        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
+        if manager.latest_checkpoint:
+            try:
+                checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            except (tf.errors.OpError, AssertionError, ValueError) as e:
+                raise TfnasError(f"checkpoint {manager.latest_checkpoint} does not fit this "
+                                 f"search ({type(e).__name__}); use another --model_dir") from None
+            self.log(f"resuming stage {plan.name} at step {int(step_var.numpy())}/{plan.total}")
+        elif warm_start is not None:
+            warm_start()
+        weight_step = engine.make_weight_step(net, arch, weight_opt, cfg.sampler, self.strategy,
+                                              return_indices=True)
+        arch_step = engine.make_arch_step(net, arch, arch_opt, cfg.sampler, self.strategy,
+                                          penalty=penalty)
+        progress = Progress(f"stage {plan.name}", plan.total, start=int(step_var.numpy()))
+        t0 = time.monotonic()
+        before = self.state.get("partial_seconds", {}).get(plan.name, 0.0)
+        step = int(step_var.numpy())
+        iterator, current = None, None
+        last_saved = step
+        sampled = self._expected_cost(arch)
+        while step < plan.total:
+            epoch, phase, batch = plan.locate(step)
+            if current != (epoch, phase):
+                iterator, current = data.epoch(phase, epoch, batch), (epoch, phase)
+            images, labels = next(iterator)
+            if phase == "weights":  # anneals τ: once per iteration
+                loss, indices = weight_step(images, labels)
+                loss, extra = float(loss), 0.0
+                sampled = self.tables.cost(np.asarray(indices))
+            else:
+                loss, extra = (float(v) for v in arch_step(images, labels))
+            if not math.isfinite(loss) or not math.isfinite(extra):
+                raise NaNLoss(f"the {phase} loss became {loss} at stage {plan.name} step {step}; "
+                              f"the last good checkpoint (step {last_saved}) is kept; lower "
+                              "--weight_lr or --arch_lr")
+            step += 1
+            step_var.assign(step)
+            expected = self._expected_cost(arch)
+            self._summaries(plan.name, step, phase, loss, extra, arch, expected)
+            progress.update(step, **{f"{phase[:1]}_loss": loss, "tau": _value(arch.tau),
+                                     **{f"sampled_{k}": sampled[k] for k in cfg.targets}})
+            if step % cfg.checkpoint_every == 0 or step == plan.total or plan.locate(
+                    step)[1] != phase:
+                manager.save(checkpoint_number=step)
+                last_saved = step
+                self._save_state(partial_seconds={**self.state.get("partial_seconds", {}),
+                                                  plan.name: before + time.monotonic() - t0})
+        self.state.setdefault("tau_after", {})[plan.name] = _value(arch.tau)
+        if plan.name == "vital":
+            self.state["tau_after_vital"] = _value(arch.tau)
+        with self.writer.as_default(step=step):
+            probs = np.asarray(arch.probabilities())
+            for i, layer in enumerate(self.cfg.space.layers):
+                tf.summary.histogram(f"{plan.name}/op_probability/{layer.name}",
+                                     np.repeat(np.arange(probs.shape[1]),
+                                               np.round(probs[i] * 1000).astype(int)))
+        self.writer.flush()
+
+    def _expected_cost(self, arch) -> dict[str, float]:
+        """Cost of the architecture distribution at this step: Σ p(op) · table."""
+        probs = np.asarray(arch.probabilities())
+        return {k: float(self.tables.constants[k] + (probs * self.tables.tables[k]).sum())
+                for k in self.cfg.targets}
+
+    def _summaries(self, stage: str, step: int, phase: str, loss: float, extra: float, arch,
+                   expected: dict[str, float]) -> None:
+        with self.writer.as_default(step=step):
+            tf.summary.scalar(f"{stage}/{phase}_loss", loss)
+            if phase == "arch":
+                tf.summary.scalar(f"{stage}/resource_penalty", extra)
+            tf.summary.scalar(f"{stage}/tau", _value(arch.tau))
+            for k, target in self.cfg.targets.items():
+                tf.summary.scalar(f"{stage}/expected_{k}_over_target", expected[k] / target)
+
+    # -- result --------------------------------------------------------------------------
+    def _finish(self, data: SearchData) -> dict[str, Any]:
+        space = self.cfg.space
+        genotype = Genotype.from_indices(space, self.state["final_indices"])
+        extra = {"algorithm": "hournas", "two_stage": self.cfg.two_stage,
+                 "sampler": self.cfg.sampler, "seed": self.cfg.seed,
+                 "dataset": self.cfg.dataset, "num_classes": data.num_classes,
+                 "proxy": {"image_size": self.cfg.image_size,
+                           "width_multiplier": self.cfg.width_multiplier},
+                 "vital_ops": {space.layers[int(k)].name: space.ops[v]
+                               for k, v in self.state.get("vital_ops", {}).items()},
+                 "stages": {k: {"seconds": v} for k, v in self.state["seconds"].items()},
+                 "flags": self.flags_record}
+        record = report.result_record(genotype, self.tables, self.cfg.targets, extra)
+        if self.chief:
+            probs = np.array(self.state.get("final_probabilities",
+                                            np.eye(space.num_ops)[genotype.indices()]))
+            report.plot_probabilities(
+                self.rundir.file("arch_probs.png"), probs, space.legal_mask(), list(space.ops),
+                [l.name for l in space.layers], space.vital_mask(), genotype.indices(),
+                f"HourNAS on {space.name}: final op probabilities (red: chosen, *: vital)")
+            report.write_arch_json(self.rundir.file("arch.json"), record)
+        else:
+            write_json(os.path.join(_worker_dir(self.rundir, "result"), "arch.json"), record)
+        return record
+
+
+def _value(variable):
+    """A variable's value as numpy (float for scalars), also for distributed variables."""
+    value = tf.convert_to_tensor(variable).numpy()
+    return float(value) if value.ndim == 0 else value
+
+
+def _worker_dir(rundir: RunDir, what: str) -> str:
+    task = os.environ.get("TF_CONFIG", "{}")
+    try:
+        index = json.loads(task).get("task", {}).get("index", 0)
+    except json.JSONDecodeError:
+        index = 0
+    return rundir.file(os.path.join(f".worker{index}", what))
+
+
+def _feasible_vital_choice(tables: CostTables, targets: dict[str, float],
+                           user_fixed: dict[int, int], probs: np.ndarray,
+                           vital: np.ndarray) -> dict[int, int]:
+    """The most probable op of every vital layer, stepped down while the targets cannot be
+    met with it (the non-vital layers must still be able to reach the budget)."""
+    allowed = tables.legal.copy()
+    for layer, op in user_fixed.items():
+        allowed[layer] = False
+        allowed[layer, op] = True
+    layers = [int(i) for i in np.flatnonzero(vital) if int(i) not in user_fixed]
+    ranked = {i: [int(o) for o in np.argsort(-probs[i]) if allowed[i, o]] for i in layers}
+    rank = {i: 0 for i in layers}
+
+    def choice():
+        return {**user_fixed, **{i: ranked[i][rank[i]] for i in layers}}
+
+    def infeasible(fixed):
+        ranges = feasible_ranges(tables, targets, fixed)
+        return [k for k, (lo, hi) in ranges.items() if not lo <= targets[k] <= hi]
+
+    while infeasible(choice()):
+        # Step down the layer whose next op saves the most of the violated objectives.
+        best, best_gain = None, 0.0
+        for i in layers:
+            if rank[i] + 1 >= len(ranked[i]):
+                continue
+            now, nxt = ranked[i][rank[i]], ranked[i][rank[i] + 1]
+            gain = sum(abs(tables.tables[k][i, now] - tables.tables[k][i, nxt]) / targets[k]
+                       for k in infeasible(choice()))
+            if gain > best_gain:
+                best, best_gain = i, gain
+        if best is None:
+            raise TfnasError("no choice of vital ops lets the targets be met: "
+                             + describe_ranges(feasible_ranges(tables, targets, user_fixed)))
+        rank[best] += 1
+    return {i: ranked[i][rank[i]] for i in layers}
+
+
+def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
+                               targets: dict[str, float], seed: int, tolerance: float = 0.05,
+                               samples: int = 20_000) -> np.ndarray:
+    """Algorithm 1's last line: the most likely ops of the most likely proposal; if that
+    argmax misses a target by more than `tolerance`, the most likely architecture of that
+    proposal that meets every target (among `samples` draws at the final temperature)."""
+    best = arch.derive()
+    cost = tables.cost(best)
+    if all(abs(cost[k] / t - 1) <= tolerance for k, t in targets.items()):
+        return best
+    j = int(np.argmax(_value(arch.pi)))
+    logits = np.where(arch.allowed, _value(arch.theta)[j] / _value(arch.tau),
+                      -np.inf)
+    logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+    rng = np.random.default_rng(seed)
+    draws = np.argmax(logits + rng.gumbel(size=(samples,) + logits.shape), axis=-1)
+    costs = tables.batch_cost(draws)
+    ok = np.all([np.abs(costs[k] / t - 1) <= tolerance for k, t in targets.items()], axis=0)
+    if not ok.any():
+        return best
+    rows = np.arange(logits.shape[0])
+    score = logp[rows, draws[ok]].sum(axis=1)
+    return draws[ok][int(np.argmax(score))]
+
+
+def _copy_shared_weights(source: SuperNet, target: SuperNet) -> None:
+    """Warm-starts stage 2 with stage 1's weights: stem, fixed blocks, head and the vital
+    layers' chosen ops (same op at the same position)."""
+    for a, b in zip(source.shared_layers(), target.shared_layers()):
+        b.set_weights(a.get_weights())
+    for src, dst in zip(source.super_blocks, target.super_blocks):
+        for op in dst.candidates:
+            if op in src.candidates and op != "skip":
+                dst.candidate(op).set_weights(src.candidate(op).get_weights())

@@ -1,0 +1,76 @@
+"""Search results: arch.json (SPEC §5), a readable summary, and the op-probability heatmap."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from tfnas.cost.tables import CostTables
+from tfnas.io import atomic_path, write_json
+from tfnas.space.genotype import Genotype
+
+
+def result_record(genotype: Genotype, tables: CostTables, targets: dict[str, float],
+                  extra: dict[str, Any]) -> dict[str, Any]:
+    cost = tables.cost(genotype)
+    record: dict[str, Any] = {"space": genotype.space, "arch": str(genotype),
+                              "params": int(round(cost["params"])),
+                              "flops": int(round(cost["flops"]))}
+    if "latency_ms" in cost:
+        record["latency_ms"] = round(cost["latency_ms"], 4)
+    record["targets"] = dict(targets)
+    record["deviation"] = {k: round(cost[k] / v - 1, 5) for k, v in targets.items()}
+    record.update(extra)
+    return record
+
+
+def write_arch_json(path: str, record: dict[str, Any]) -> None:
+    write_json(path, record)
+
+
+def summary_table(record: dict[str, Any], layer_names: list[str], vital: np.ndarray) -> str:
+    ops = record["arch"].split(",")
+    lines = [f"searched architecture ({record['space']}):",
+             f"  {'layer':<10} {'op':<9} vital"]
+    lines += [f"  {name:<10} {op:<9} {'yes' if v else ''}"
+              for name, op, v in zip(layer_names, ops, vital)]
+    for key, target in record["targets"].items():
+        value = record.get(key, record.get(key.replace("_ms", ""), 0))
+        unit = "" if key != "latency_ms" else " ms"
+        lines.append(f"  {key:<10} {_fmt(value)}{unit}  target {_fmt(target)}{unit}  "
+                     f"({record['deviation'][key]:+.1%})")
+    for stage, info in record.get("stages", {}).items():
+        lines.append(f"  stage {stage:<10} {info['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def _fmt(v: float) -> str:
+    return f"{v / 1e6:.3f}M" if abs(v) >= 1e5 else f"{v:.3f}"
+
+
+def plot_probabilities(path: str, probs: np.ndarray, allowed: np.ndarray, ops: list[str],
+                       layer_names: list[str], vital: np.ndarray, chosen: list[int],
+                       title: str) -> None:
+    """Heatmap of the final op probabilities per layer; the chosen op is outlined."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = np.ma.masked_where(~allowed, probs)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(ops), 1.2 + 0.32 * len(layer_names)))
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#dddddd")
+    im = ax.imshow(shown, cmap=cmap, vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(ops)), ops, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(layer_names)),
+                  [f"{n}{' *' if v else ''}" for n, v in zip(layer_names, vital)], fontsize=8)
+    for row, col in enumerate(chosen):
+        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04, label="probability (grey: illegal or fixed out)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or "png")
+    plt.close(fig)

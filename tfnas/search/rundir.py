@@ -1,0 +1,76 @@
+"""The run directory of a search: resolved config, checkpoints, logs and results.
+
+A rerun on the same directory resumes; a directory holding another search is refused before
+anything in it is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tfnas.errors import TfnasError
+from tfnas.io import write_json
+
+# Flags that change how a run is executed, not what it computes: they may differ on resume.
+RUN_CONTROL = frozenset({"model_dir", "strategy", "tpu", "checkpoint_every", "stop_after_steps",
+                         "data_dir"})
+
+
+class RunDir:
+    def __init__(self, path: str):
+        self.path = path
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def config_path(self) -> str:
+        return self.file("config.json")
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return self.file("checkpoints")
+
+    @property
+    def tensorboard_dir(self) -> str:
+        return self.file("tensorboard")
+
+    def existing_config(self) -> dict[str, Any] | None:
+        if not os.path.exists(self.config_path):
+            if os.path.isdir(self.checkpoint_dir) and os.listdir(self.checkpoint_dir):
+                raise TfnasError(f"{self.path} holds checkpoints but no config.json; it was not "
+                                 "written by this search. Use another --model_dir")
+            return None
+        try:
+            with open(self.config_path) as f:
+                return json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise TfnasError(f"{self.config_path} is unreadable ({e}); use another "
+                             "--model_dir") from None
+
+    def claim(self, config: dict[str, Any]) -> bool:
+        """Checks that the directory is new or holds this same search; returns True to resume.
+
+        Writes config.json for a new run. Never modifies a directory holding another search.
+        """
+        old = self.existing_config()
+        if old is None:
+            if os.path.isfile(self.path):
+                raise TfnasError(f"--model_dir {self.path} is a file")
+            write_json(self.config_path, config)
+            return False
+        old_flags, new_flags = old.get("flags", {}), config["flags"]
+        if old_flags.get("space") != new_flags.get("space"):
+            raise TfnasError(
+                f"{self.path} holds a search of space {old_flags.get('space')!r}, not "
+                f"{new_flags.get('space')!r}; use another --model_dir")
+        differing = sorted(k for k in set(old_flags) | set(new_flags)
+                           if k not in RUN_CONTROL and old_flags.get(k) != new_flags.get(k))
+        if differing:
+            shown = ", ".join(f"{k}={old_flags.get(k)!r} (now {new_flags.get(k)!r})"
+                              for k in differing[:4])
+            raise TfnasError(f"{self.path} holds a search with other settings: {shown}; rerun "
+                             "with the same flags to resume, or use another --model_dir")
+        return True

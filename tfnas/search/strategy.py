@@ -1,0 +1,48 @@
+"""Choosing the tf.distribute strategy of a search."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+
+from tfnas.errors import TfnasError
+
+
+def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
+    """auto: MirroredStrategy over the visible GPUs when there are several, else default."""
+    if name == "auto":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise TfnasError("--strategy=multi_worker needs the TF_CONFIG environment variable "
+                             "(cluster and task of this worker)")
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except json.JSONDecodeError as e:
+            raise TfnasError(f"TF_CONFIG is not valid JSON: {e}") from None
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise TfnasError(f"unknown strategy {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's files (always, unless a non-chief worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    cluster = resolver.cluster_spec().as_dict()
+    if "chief" in cluster:
+        return task_type == "chief"
+    return task_type == "worker" and task_id == 0
