@@ -1,0 +1,59 @@
+"""Images for calibration, fine-tuning and the export self-check, from the project's data.
+
+`--dataset` is a name the data pipeline knows (`mnist`, `fashion_mnist`, `tfds:NAME`,
+`folder:PATH`, `tfrecord:PATTERN`) or a `.npy` file of float images [N, H, W, C] in [0, 1]
+(calibration only: it has no labels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfnas.errors import TfnasError
+
+
+def load_images(dataset: str, split: str, input_shape: tuple[int, int, int], count: int,
+                data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to `count` float32 images shaped `input_shape` (and int labels, None for .npy)."""
+    if dataset.endswith(".npy"):
+        return _npy_images(dataset, input_shape, count), None
+    height, width, channels = input_shape
+    if height != width:
+        raise TfnasError(f"the data pipeline gives square images; the model input is "
+                         f"{height}x{width}")
+    ds = _load_split(dataset, split, height, data_dir)
+    images, labels = [], []
+    for image, label in ds.take(count).as_numpy_iterator():
+        images.append(image)
+        labels.append(label)
+    if not images:
+        raise TfnasError(f"dataset {dataset!r} split {split!r} has no images")
+    x = np.stack(images).astype(np.float32)
+    _check_shape(x, input_shape, f"dataset {dataset!r}")
+    return x, np.asarray(labels, dtype=np.int32)
+
+
+def _npy_images(path: str, input_shape: tuple[int, int, int], count: int) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise TfnasError(f"cannot read calibration images {path}: {e}") from None
+    _check_shape(x, input_shape, path)
+    return x[:count].astype(np.float32)
+
+
+def _check_shape(x: np.ndarray, input_shape: tuple[int, int, int], what: str) -> None:
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_shape):
+        raise TfnasError(f"{what} has images of shape {list(x.shape[1:])}; the model takes "
+                         f"{list(input_shape)} (calibration data must match the model input)")
+
+
+def _load_split(name: str, split: str, image_size: int, data_dir: str | None):
+    from tfnas.data import load_split  # the project's pipeline: one place that reads datasets
+
+    try:
+        return load_split(name, split, image_size, data_dir=data_dir)
+    except TfnasError:
+        raise
+    except (ValueError, KeyError) as e:
+        raise TfnasError(f"cannot load dataset {name!r}: {e}") from None

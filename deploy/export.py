@@ -1,0 +1,203 @@
+"""Export a searched architecture or a trained Keras model to .tflite, and check the result.
+
+  python -m deploy.export --arch=DIR/arch.json --out=net.tflite
+  python -m deploy.export --model=trained.keras --out=net_int8.tflite --quantize=int8
+  python -m deploy.export --model=trained.keras --out=net_qat.tflite --quantize=qat
+
+Every export runs the Keras model and the .tflite on the same validation images and fails
+(exit 2, nothing written) unless they agree: fp32 max |logit difference| < 1e-3; fp16, dynamic,
+int8 and qat top-1 agreement >= --min_agreement (97%) on a trained model. A net built from
+--arch without --weights is untrained: its quantized agreement is printed, not enforced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from absl import flags
+
+from tfnas import cli
+from tfnas.errors import TfnasError
+from tfnas.space.genotype import Genotype, load_genotype
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI's flags (defined only when run as a program, so the module imports cleanly)."""
+    flags.DEFINE_string("arch", None, "An arch.json ({\"space\", \"arch\"}, as tfnas.search writes "
+                        "it) or the directory holding it; the net is built by tfnas.nn.builder.")
+    flags.DEFINE_string("model", None, "A trained Keras model file (.keras) instead of --arch.")
+    flags.DEFINE_string("weights", None, "Trained weights (.weights.h5) for the --arch net.")
+    flags.DEFINE_string("out", None, "The .tflite file to write (only after the check passes).")
+    flags.DEFINE_enum("quantize", "none", ["none", "fp16", "dynamic", "int8", "qat"],
+                      "none: fp32; fp16: float16 weights; dynamic: int8 weights, float "
+                      "activations; int8: full integer with int8 input and output, calibrated on "
+                      "--dataset; qat: quantization-aware fine-tune with tfmot, then full int8.")
+    flags.DEFINE_string("dataset", "mnist", "Images for calibration, QAT and the check: mnist, "
+                        "fashion_mnist, tfds:NAME, folder:PATH, tfrecord:PATTERN, or a .npy file "
+                        "of float images [N, H, W, C] in [0, 1] shaped like the model input.")
+    flags.DEFINE_string("data_dir", None, "Dataset directory, if the dataset needs one.")
+    flags.DEFINE_integer("check_images", 200, "Validation images of the Keras-vs-tflite check.")
+    flags.DEFINE_float("min_agreement", 0.97, "Least top-1 agreement of a quantized export.")
+    flags.DEFINE_float("max_logit_diff", 1e-3, "Largest |logit difference| of an fp32 export.")
+    flags.DEFINE_integer("resolution", 224, "Input resolution of the net built from --arch.")
+    flags.DEFINE_float("width", 1.0, "Width multiplier of the net built from --arch.")
+    flags.DEFINE_integer("num_classes", 1000, "Classes of the net built from --arch.")
+    flags.DEFINE_integer("qat_steps", 100, "Fine-tuning steps of --quantize=qat.")
+    flags.DEFINE_bool("json", False, "Print one JSON object.")
+
+
+def read_arch(path: str) -> Genotype:
+    """The genotype of an arch.json (or of DIR/arch.json); one clear line when it is bad."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "arch.json")
+    if not path.endswith(".json"):
+        raise TfnasError(f"--arch wants an arch.json file or its directory, got {path}")
+    try:
+        return load_genotype(path)
+    except TfnasError as e:
+        message = str(e)
+        raise TfnasError(message if path in message else f"arch file {path}: {message}") \
+            from None
+
+
+def load_model(path: str):
+    import keras
+
+    if not os.path.isfile(path):
+        raise TfnasError(f"model file {path} does not exist")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TfnasError(f"cannot load Keras model {path}: {first}") from None
+
+
+def build_from_arch(genotype: Genotype, resolution: int, width: float, num_classes: int,
+                    weights: str | None):
+    from tfnas.nn.builder import build_model
+
+    model = build_model(genotype.space, genotype, num_classes, (resolution, resolution, 3),
+                        width_multiplier=width)
+    if weights:
+        try:
+            model.load_weights(weights)
+        except (ValueError, OSError) as e:
+            raise TfnasError(f"cannot load weights {weights} into the {genotype.space} net: "
+                             f"{str(e).splitlines()[0]}") from None
+    return model
+
+
+def convert_qat(model, dataset: str, data_dir: str | None, steps: int) -> bytes:
+    """Runs `deploy.qat` in a subprocess (tfmot must not touch this process's Keras)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    with tempfile.TemporaryDirectory(prefix="tfnas_qat_") as tmp:
+        model_path, out = os.path.join(tmp, "float.keras"), os.path.join(tmp, "qat.tflite")
+        model.save(model_path)
+        cmd = [sys.executable, "-m", "deploy.qat", f"--model={model_path}", f"--out={out}",
+               f"--dataset={dataset}", f"--steps={steps}"]
+        if data_dir:
+            cmd.append(f"--data_dir={data_dir}")
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            lines = [l for l in proc.stderr.splitlines() if l.strip()]
+            raise TfnasError(f"QAT failed: {lines[-1] if lines else 'no output'}")
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def self_check(model, content: bytes, images: np.ndarray, labels: np.ndarray | None,
+               quantize: str, enforce: bool, min_agreement: float,
+               max_logit_diff: float) -> dict:
+    """Keras vs .tflite on the same images; raises TfnasError when they disagree."""
+    from deploy.convert import run_tflite
+
+    reference = np.asarray(model.predict(images, batch_size=32, verbose=0))
+    logits = run_tflite(content, images)
+    agreement = float(np.mean(reference.argmax(1) == logits.argmax(1)))
+    info = {"quantize": quantize, "check_images": len(images),
+            "max_abs_logit_diff": float(np.max(np.abs(reference - logits))),
+            "top1_agreement": agreement}
+    if labels is not None:
+        info["keras_accuracy"] = float(np.mean(reference.argmax(1) == labels))
+        info["tflite_accuracy"] = float(np.mean(logits.argmax(1) == labels))
+    if quantize == "none":
+        info["passed"] = info["max_abs_logit_diff"] < max_logit_diff
+        if not info["passed"]:
+            raise TfnasError(f"self-check failed: fp32 .tflite logits differ from Keras by "
+                             f"{info['max_abs_logit_diff']:.2e} (limit {max_logit_diff:.0e})")
+    else:
+        info["passed"] = agreement >= min_agreement
+        info["enforced"] = enforce
+        if enforce and not info["passed"]:
+            raise TfnasError(f"self-check failed: {quantize} .tflite agrees with Keras on "
+                             f"{agreement:.1%} of {len(images)} images (needs "
+                             f"{min_agreement:.0%})")
+    return info
+
+
+def main(argv: list[str]) -> int:
+    if bool(FLAGS.arch) == bool(FLAGS.model):
+        raise TfnasError("pass exactly one of --arch=DIR/arch.json and --model=PATH.keras")
+    if not FLAGS.out:
+        raise TfnasError("--out=FILE.tflite is required")
+    if FLAGS.check_images < 1 or not 0 <= FLAGS.min_agreement <= 1 or FLAGS.qat_steps < 1:
+        raise TfnasError("--check_images and --qat_steps must be >= 1, --min_agreement in "
+                         "[0, 1]")
+    genotype = read_arch(FLAGS.arch) if FLAGS.arch else None
+    if FLAGS.weights and not os.path.isfile(FLAGS.weights):
+        raise TfnasError(f"weights file {FLAGS.weights} does not exist")
+    if FLAGS.quantize == "qat" and FLAGS.dataset.endswith(".npy"):
+        raise TfnasError("qat fine-tunes on labelled data; a .npy file has no labels")
+
+    from tfnas.cli import import_tensorflow
+
+    import_tensorflow()
+    from deploy.convert import to_tflite
+    from deploy.data import load_images
+    from tfnas.io import atomic_path
+
+    if genotype is not None:
+        model = build_from_arch(genotype, FLAGS.resolution, FLAGS.width, FLAGS.num_classes,
+                                FLAGS.weights)
+    else:
+        model = load_model(FLAGS.model)
+    input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    images, labels = load_images(FLAGS.dataset, "test", input_shape, FLAGS.check_images,
+                                 FLAGS.data_dir)
+    if FLAGS.quantize == "qat":
+        content = convert_qat(model, FLAGS.dataset, FLAGS.data_dir, FLAGS.qat_steps)
+    else:
+        calibration = None
+        if FLAGS.quantize == "int8":
+            calibration, _ = load_images(FLAGS.dataset, "train", input_shape, 200,
+                                         FLAGS.data_dir)
+        content = to_tflite(model, FLAGS.quantize, calibration)
+    trained = bool(FLAGS.model or FLAGS.weights)
+    info = self_check(model, content, images, labels, FLAGS.quantize, trained,
+                      FLAGS.min_agreement, FLAGS.max_logit_diff)
+    with atomic_path(FLAGS.out) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(content)
+    info.update(out=FLAGS.out, size_bytes=len(content))
+    if FLAGS.json:
+        print(json.dumps(info))
+    else:
+        verdict = "passed" if info["passed"] else "not enforced (untrained net)"
+        print(f"wrote {FLAGS.out} ({len(content):,} bytes, {FLAGS.quantize}); check on "
+              f"{len(images)} images: max |logit diff| {info['max_abs_logit_diff']:.2e}, "
+              f"top-1 agreement {info['top1_agreement']:.1%}: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)

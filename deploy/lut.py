@@ -1,0 +1,349 @@
+"""Per-(layer, op) latency lookup table of an MBConv space, and its validation.
+
+  python -m deploy.lut --space=fbnet --target=host --resolution=224 --out=lut.json
+  python -m deploy.lut --validate=lut.json --samples=50 --json
+
+Every block is timed alone at its input shape (fp32 .tflite, LiteRT + XNNPACK, a fresh worker
+per batch). Keys describe the block as once-for-all's tables do, so identical blocks (the
+repeated layers of a stage) are converted and timed once. The invoke overhead of the runtime
+(timed on an empty model in every worker) is taken out of each block and counted once in the
+constant, with the stem (and fixed blocks) and the head. Predicted latency of an architecture
+= constant + the sum of its entries; `skip` costs 0. The file carries {"space", "ops", "table",
+"constant_ms"} for `tfnas.cost.tables.load_latency_table` plus the entries' statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import numpy as np
+from absl import flags
+
+from tfnas import cli
+from tfnas.cli import import_tensorflow
+from tfnas.cost.tables import _resolutions as in_resolutions  # fixed blocks, layers, head
+from tfnas.errors import TfnasError
+from tfnas.io import write_json
+from tfnas.space import get_space, list_spaces
+from tfnas.space.genotype import Genotype
+from tfnas.space.mbconv import MBConvSpace
+from tfnas.space.ops import parse_op
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI's flags (defined only when run as a program, so the module imports cleanly)."""
+    flags.DEFINE_string("space", None,
+                        f"Search space to tabulate, one of: {', '.join(list_spaces())}.")
+    flags.DEFINE_string("target", "host", "Where blocks are timed: 'host' (LiteRT + XNNPACK on "
+                        "this machine). Phones: build the table on the device with "
+                        "benchmark_model.")
+    flags.DEFINE_integer("resolution", 224, "Input resolution of the whole network.")
+    flags.DEFINE_float("width", 1.0, "Width multiplier of the space's channels.")
+    flags.DEFINE_integer("num_classes", 1000, "Classes of the head's fc layer.")
+    flags.DEFINE_integer("threads", 1, "Interpreter threads.")
+    flags.DEFINE_integer("runs", 30, "Timed invocations per block (after warm-up).")
+    flags.DEFINE_integer("repeats", 2, "Independent worker passes over all blocks; samples of all "
+                         "passes are pooled, which evens out bursts of load on a shared machine.")
+    flags.DEFINE_integer("per_worker", 32, "Models timed per fresh worker process.")
+    flags.DEFINE_string("out", None, "Where to write the table (JSON). If it already holds a "
+                        "table built with the same settings, only the blocks it lacks are "
+                        "timed.")
+    flags.DEFINE_string("validate", None, "A table to validate: time --samples random whole "
+                        "architectures and compare them with the table's prediction.")
+    flags.DEFINE_integer("samples", 50, "Random architectures measured by --validate.")
+    flags.DEFINE_integer("seed", 0, "Seed of the random architectures.")
+    flags.DEFINE_bool("json", False, "Print one JSON object.")
+
+
+TARGETS = ("host",)
+
+
+# ---------------------------------------------------------------------- what to time
+
+def block_key(op: str, in_res: int, cin: int, cout: int, stride: int, act: str) -> str | None:
+    """Once-for-all style description of a block; None for `skip` (it costs nothing)."""
+    spec = parse_op(op)
+    if spec.is_skip:
+        return None
+    out_res = math.ceil(in_res / stride)
+    skip = int(stride == 1 and cin == cout)
+    return (f"{spec.kind}-input:{in_res}x{in_res}x{cin}-output:{out_res}x{out_res}x{cout}-"
+            f"expand:{spec.expansion}-kernel:{spec.kernel}-stride:{stride}-"
+            f"groups:{spec.groups}-se:{int(spec.se)}-idskip:{skip}-act:{act}")
+
+
+def layer_keys(space: MBConvSpace, resolution: int) -> list[list[str | None]]:
+    """[L][O] block keys (None: skip or illegal)."""
+    res = in_resolutions(space, resolution)[len(space.fixed_layers):]
+    return [[block_key(op, r, layer.in_channels, layer.out_channels, layer.stride,
+                       space.activation) if op in layer.legal_ops else None
+             for op in space.ops] for layer, r in zip(space.layers, res)]
+
+
+def block_models(space: MBConvSpace, resolution: int,
+                 num_classes: int) -> dict[str, Callable]:
+    """Key -> builder of the Keras model timing it: each unique block, stem, head, overhead."""
+    import keras
+
+    from tfnas.nn import blocks
+
+    res = in_resolutions(space, resolution)
+    act = space.activation
+
+    def single(in_shape, apply):
+        def build():
+            x = keras.Input(in_shape, batch_size=1)
+            return keras.Model(x, apply(x))
+        return build
+
+    def block(op, layer, r):
+        return single((r, r, layer.in_channels), lambda x: blocks.BlockLayers(
+            op, layer.in_channels, layer.out_channels, layer.stride, act, "b", (r, r))(x))
+
+    def stem(x):
+        x = blocks.apply_sequence(blocks.stem_layers(space.stem_channels, act), x)
+        for layer, r in zip(space.fixed_layers, res):
+            x = blocks.BlockLayers(layer.fixed_op, layer.in_channels, layer.out_channels,
+                                   layer.stride, act, layer.name, (r, r))(x)
+        return x
+
+    head_res = res[-1]
+    builders = {
+        "overhead": single((1, 1, 8), lambda x: keras.layers.ReLU()(x)),
+        f"stem-input:{resolution}x{resolution}x3-fixed:{len(space.fixed_layers)}":
+            single((resolution, resolution, 3), stem),
+        f"head-input:{head_res}x{head_res}x{space.last_channels}-conv:{space.head_channels}-"
+        f"classes:{num_classes}": single(
+            (head_res, head_res, space.last_channels), lambda x: blocks.apply_sequence(
+                blocks.head_layers(space.head_channels, num_classes, act), x)),
+    }
+    for layer, keys, r in zip(space.layers, layer_keys(space, resolution),
+                              res[len(space.fixed_layers):]):
+        for op, key in zip(space.ops, keys):
+            if key is not None and key not in builders:
+                builders[key] = block(op, layer, r)
+    return builders
+
+
+# ---------------------------------------------------------------------- building the table
+
+def mbconv_space(name: str, width: float) -> MBConvSpace:
+    space = get_space(name)
+    if not isinstance(space, MBConvSpace):
+        raise TfnasError(f"latency tables cover the MBConv spaces; {name!r} is not one")
+    if not 0.0 < width <= 4.0:
+        raise TfnasError(f"--width must be in (0, 4], got {width}")
+    return space.with_width(width) if width != 1.0 else space
+
+
+def convert_files(builders: dict[str, Callable], directory: str, label: str) -> dict[str, str]:
+    """Converts each builder's model to fp32 .tflite in `directory`; key -> path."""
+    from deploy.convert import to_tflite
+
+    paths = {}
+    for i, (key, build) in enumerate(builders.items()):
+        path = os.path.join(directory, f"m{i:04d}.tflite")
+        with open(path, "wb") as f:
+            f.write(to_tflite(build()))
+        paths[key] = path
+        _progress(f"{label}: converted {i + 1}/{len(builders)}")
+    return paths
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def measure_entries(builders: dict[str, Callable], threads: int, runs: int, repeats: int,
+                    per_worker: int) -> tuple[dict[str, dict], float]:
+    """Times every builder's model; key -> stats (overhead removed) and the overhead in ms."""
+    from deploy.timing import summarize, time_files
+
+    samples: dict[str, list[float]] = {k: [] for k in builders if k != "overhead"}
+    overhead: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="tfnas_lut_") as tmp:
+        paths = convert_files(builders, tmp, "lut")
+        keys = list(samples)
+        rng = np.random.default_rng(0)
+        for rep in range(repeats):
+            order = [keys[i] for i in rng.permutation(len(keys))]
+            results = time_files(
+                [paths[k] for k in order], threads, runs, per_worker=per_worker,
+                prefix=[paths["overhead"]],
+                progress=lambda i, n, rep=rep: _progress(f"lut: pass {rep + 1}/{repeats}: "
+                                                         f"timed {i}/{n}"))
+            for key, result in zip(order, results):
+                over = result["prefix"][0]["median_ms"]
+                overhead.extend(result["prefix"][0]["samples_ms"])
+                samples[key].extend(max(0.0, s - over) for s in result["samples_ms"])
+    return {k: summarize(v) for k, v in samples.items()}, float(np.median(overhead))
+
+
+def build_table(space: MBConvSpace, resolution: int, num_classes: int, threads: int,
+                runs: int, repeats: int, per_worker: int, previous: dict | None = None) -> dict:
+    builders = block_models(space, resolution, num_classes)
+    done = dict(previous.get("entries", {})) if previous else {}
+    todo = {k: b for k, b in builders.items() if k == "overhead" or k not in done}
+    _progress(f"lut: {space.name}: {len(builders) - 1} distinct blocks (stem and head "
+              f"included) for {space.num_layers} x {space.num_ops} entries; "
+              f"{len(todo) - 1} to time")
+    entries, overhead = measure_entries(todo, threads, runs, repeats, per_worker) \
+        if len(todo) > 1 else ({}, previous["overhead_ms"])
+    entries = {**done, **entries}
+    keys = layer_keys(space, resolution)
+    table = [[round(entries[k]["median_ms"], 5) if k else 0.0 for k in row] for row in keys]
+    stem_key, head_key = list(builders)[1:3]
+    constant = entries[stem_key]["median_ms"] + entries[head_key]["median_ms"] + overhead
+    return {"space": space.name, "ops": list(space.ops), "table": table,
+            "constant_ms": round(constant, 5), "target": "host", "threads": threads,
+            "resolution": resolution, "width_multiplier": space.width_multiplier,
+            "num_classes": num_classes, "statistic": "median", "overhead_ms": overhead,
+            "stem": stem_key, "head": head_key, "layers": keys, "entries": entries}
+
+
+# ---------------------------------------------------------------------- validation
+
+def random_genotypes(space: MBConvSpace, n: int, seed: int) -> list[Genotype]:
+    """Uniformly random legal architectures."""
+    rng = np.random.default_rng(seed)
+    legal = space.legal_mask()
+    return [Genotype.from_indices(space, [rng.choice(np.flatnonzero(row)) for row in legal])
+            for _ in range(n)]
+
+
+def predict_ms(lut: dict, genotype: Genotype) -> float:
+    ops = lut["ops"]
+    return lut["constant_ms"] + sum(row[ops.index(op)] for row, op in
+                                    zip(lut["table"], genotype.ops))
+
+
+def load_lut(path: str) -> dict:
+    """Reads a table written by this module (one clear line if it is not one)."""
+    from tfnas.cost.tables import load_latency_table
+
+    try:
+        with open(path) as f:
+            lut = json.load(f)
+    except OSError as e:
+        raise TfnasError(f"cannot read latency table {path}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise TfnasError(f"latency table {path} is not valid JSON: {e}") from None
+    needed = ("space", "ops", "table", "constant_ms", "resolution", "width_multiplier",
+              "num_classes", "threads")
+    if not isinstance(lut, dict) or any(k not in lut for k in needed):
+        raise TfnasError(f"{path} is not a table written by deploy.lut (needs {needed})")
+    space = mbconv_space(lut["space"], lut["width_multiplier"])
+    load_latency_table(path, space.name, space.ops, space.num_layers)  # shape check
+    return lut
+
+
+def time_builders(builders: dict[str, Callable], threads: int, runs: int,
+                  per_worker: int = 10, label: str = "nets") -> dict[str, dict]:
+    """Builds, converts (fp32) and times whole models; key -> timing result."""
+    from deploy.timing import time_files
+
+    with tempfile.TemporaryDirectory(prefix="tfnas_nets_") as tmp:
+        paths = convert_files(builders, tmp, label)
+        results = time_files(list(paths.values()), threads, runs, per_worker=per_worker,
+                             progress=lambda i, n: _progress(f"{label}: timed {i}/{n}"))
+    return dict(zip(paths, results))
+
+
+def genotype_builders(space: MBConvSpace, genotypes: list[Genotype], resolution: int,
+                      num_classes: int) -> dict[str, Callable]:
+    from tfnas.nn.builder import build_model
+
+    return {f"{i}:{g}": (lambda g=g: build_model(space, g, num_classes,
+                                                 (resolution, resolution, 3)))
+            for i, g in enumerate(genotypes)}
+
+
+def validate(path: str, samples: int, seed: int, runs: int) -> dict:
+    lut = load_lut(path)
+    space = mbconv_space(lut["space"], lut["width_multiplier"])
+    genotypes = random_genotypes(space, samples, seed)
+    start = time.time()
+    results = time_builders(genotype_builders(space, genotypes, lut["resolution"],
+                                              lut["num_classes"]), lut["threads"], runs)
+    measured = np.array([r["median_ms"] for r in results.values()])
+    predicted = np.array([predict_ms(lut, g) for g in genotypes])
+    rel = (predicted - measured) / measured
+    return {"space": space.name, "lut": path, "samples": samples, "threads": lut["threads"],
+            "resolution": lut["resolution"], "width_multiplier": lut["width_multiplier"],
+            "rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2))),
+            "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
+            "within_5pct": float(np.mean(np.abs(rel) <= 0.05)),
+            "mean_abs_pct_error": float(np.mean(np.abs(rel)) * 100),
+            "mean_bias_pct": float(np.mean(rel) * 100),
+            "seconds": round(time.time() - start, 1),
+            "archs": [{"arch": str(g), "measured_ms": float(m), "predicted_ms": float(p)}
+                      for g, m, p in zip(genotypes, measured, predicted)]}
+
+
+# ---------------------------------------------------------------------- CLI
+
+def main(argv: list[str]) -> int:
+    if FLAGS.runs < 3 or FLAGS.repeats < 1 or FLAGS.samples < 1 or FLAGS.per_worker < 1:
+        raise TfnasError("--runs must be >= 3, --repeats, --samples and --per_worker >= 1")
+    if FLAGS.validate:
+        load_lut(FLAGS.validate)  # a bad table is one line before TensorFlow loads
+        import_tensorflow()
+        info = validate(FLAGS.validate, FLAGS.samples, FLAGS.seed, FLAGS.runs)
+        if FLAGS.json:
+            print(json.dumps(info))
+        else:
+            print(f"{info['space']}: {info['samples']} random archs, RMSE "
+                  f"{info['rmse_ms']:.3f} ms, within 10% {info['within_10pct']:.0%}, within "
+                  f"5% {info['within_5pct']:.0%}, mean |error| "
+                  f"{info['mean_abs_pct_error']:.1f}%")
+        return 0
+    if not FLAGS.space or not FLAGS.out:
+        raise TfnasError("building a table needs --space and --out (or pass --validate=FILE)")
+    if FLAGS.target not in TARGETS:
+        raise TfnasError(f"unknown target {FLAGS.target!r}; latency tables are built on "
+                         f"{', '.join(TARGETS)}")
+    if FLAGS.resolution < 16 or FLAGS.num_classes < 1 or FLAGS.threads < 1:
+        raise TfnasError("--resolution must be >= 16, --num_classes and --threads >= 1")
+    space = mbconv_space(FLAGS.space, FLAGS.width)
+    previous = _resumable(FLAGS.out, space)
+    import_tensorflow()
+    start = time.time()
+    lut = build_table(space, FLAGS.resolution, FLAGS.num_classes, FLAGS.threads, FLAGS.runs,
+                      FLAGS.repeats, FLAGS.per_worker, previous)
+    lut["seconds"] = round(time.time() - start, 1)
+    write_json(FLAGS.out, lut)
+    summary = {"out": FLAGS.out, "space": space.name, "entries": len(lut["entries"]),
+               "constant_ms": lut["constant_ms"], "seconds": lut["seconds"]}
+    print(json.dumps(summary) if FLAGS.json else
+          f"wrote {FLAGS.out}: {summary['entries']} timed blocks, constant "
+          f"{lut['constant_ms']:.3f} ms, {lut['seconds']} s")
+    return 0
+
+
+def _resumable(path: str, space: MBConvSpace) -> dict | None:
+    """The existing table at `path` when it was built with the same settings."""
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    same = (old.get("space"), old.get("resolution"), old.get("width_multiplier"),
+            old.get("num_classes"), old.get("threads"), old.get("target")) == (
+        space.name, FLAGS.resolution, space.width_multiplier, FLAGS.num_classes,
+        FLAGS.threads, FLAGS.target)
+    return old if same and "entries" in old else None
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)

@@ -1,0 +1,258 @@
+"""deploy/: export round trips (fp32, int8, QAT) with their self-checks, host profiling, the
+benchmark_model parser, the latency table and its validation, and one-line bad input.
+
+Small on purpose (runtime budget): a 4-layer MBConv space and fbnet at width 0.25, 32x32,
+trained briefly on the real MNIST digits so that the int8 agreement check means something.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+
+from deploy.profile import parse_benchmark_output
+from tfnas.errors import TfnasError
+from tfnas.space.mbconv import MBConvSpace, Stage
+from tfnas.space.registry import register_space
+
+TINY = "deploy_test_tiny"
+SIZE = 32
+
+
+def tiny_space() -> MBConvSpace:
+    """Five searchable layers (two of them identical) of expand, SE and skip blocks."""
+    return MBConvSpace(TINY, ("k3e3", "k5e3se", "skip"), "relu", 8,
+                       (Stage(1, 8, 1, 1), Stage(2, 16, 3, 2), Stage(3, 24, 1, 2)), 64)
+
+
+register_space(TINY, tiny_space)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> str:
+    """A tiny net trained for a few epochs on MNIST; path of its .keras file."""
+    import keras
+
+    from tfnas.data import batched, load_split
+    from tfnas.nn.builder import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(tiny_space(), "k3e3,k5e3se,k3e3,k5e3se,k3e3", num_classes=10,
+                        input_shape=(SIZE, SIZE, 3))
+    for layer in model.layers:  # moving statistics that settle within two short epochs
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.9
+    model.compile(keras.optimizers.Adam(3e-3),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    model.fit(batched(load_split("mnist", "train", SIZE), 32, shuffle=True), epochs=2,
+              verbose=0)
+    test = batched(load_split("mnist", "test", SIZE), 100, shuffle=False)
+    assert model.evaluate(test, verbose=0)[1] > 0.8  # really trained (inference mode)
+    path = str(tmp_path_factory.mktemp("trained") / "tiny.keras")
+    model.save(path)
+    return path
+
+
+def _export(*args: str) -> dict:
+    proc = run_cli("deploy.export", *args, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)  # exactly one JSON object on stdout
+
+
+def test_fp32_export_from_arch_matches_keras(tmp_path):
+    arch = tmp_path / "arch.json"
+    ops = ["k3g2", "k5e6", "k3e1", "k5g2", "k3e3", "k5e1", "k3e6", "k5e3"]
+    arch.write_text(json.dumps({"space": "fbnet", "arch": ",".join((ops * 3)[:22])}))
+    out = tmp_path / "net.tflite"
+    info = _export(f"--arch={tmp_path}", f"--out={out}", "--resolution=32", "--width=0.25",
+                   "--num_classes=10", "--check_images=20")
+    assert info["passed"] and info["max_abs_logit_diff"] < 1e-3
+    assert out.stat().st_size == info["size_bytes"] > 0
+
+
+def test_fp32_conversion_of_trained_model_matches_keras(trained):
+    import keras
+
+    from deploy.convert import run_tflite, to_tflite
+    from deploy.data import load_images
+
+    model = keras.saving.load_model(trained, compile=False)
+    images, _ = load_images("mnist", "test", (SIZE, SIZE, 3), 50)
+    reference = model.predict(images, verbose=0)
+    assert np.abs(reference).max() > 1.0  # real logits, not a vanishing untrained signal
+    assert np.abs(run_tflite(to_tflite(model), images) - reference).max() < 1e-3
+
+
+def test_int8_export_of_trained_model_agrees_and_profiles(trained, tmp_path):
+    from deploy.convert import interpreter
+
+    out = tmp_path / "int8.tflite"
+    info = _export(f"--model={trained}", f"--out={out}", "--quantize=int8",
+                   "--check_images=200")
+    assert info["passed"] and info["top1_agreement"] >= 0.97, info
+    assert info["keras_accuracy"] > 0.8 and info["tflite_accuracy"] > 0.8
+    interp = interpreter(str(out))
+    assert interp.get_input_details()[0]["dtype"] == np.int8
+    assert interp.get_output_details()[0]["dtype"] == np.int8
+
+    proc = run_cli("deploy.profile", f"--model={out}", "--target=host", "--threads=1,2",
+                   "--runs=10", "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    prof = json.loads(proc.stdout)
+    assert prof["size_bytes"] == out.stat().st_size
+    assert [r["threads"] for r in prof["results"]] == [1, 2]
+    for r in prof["results"]:
+        assert 0 < r["median_ms"] <= r["p90_ms"]
+    assert prof["ops"].get("CONV_2D", 0) >= 5 and "DEPTHWISE_CONV_2D" in prof["ops"]
+
+
+def test_qat_export_of_trained_model_agrees(trained, tmp_path):
+    out = tmp_path / "qat.tflite"
+    info = _export(f"--model={trained}", f"--out={out}", "--quantize=qat", "--qat_steps=20",
+                   "--check_images=200")
+    assert info["passed"] and info["top1_agreement"] >= 0.97, info
+    assert out.exists()
+
+
+# benchmark_model's output as TensorFlow Lite's tools/benchmark README prints it (newer builds
+# add p5/median/p95 to the `count=` lines; older ones stop at std).
+BENCHMARK_OUTPUT = """\
+INFO: STARTING!
+INFO: Graph: [/data/local/tmp/tfnas/net.tflite]
+INFO: Num threads: [4]
+INFO: The input model file size (MB): 24.6229
+INFO: Initialized session in 119.515ms.
+INFO: Running benchmark for at least 5 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+INFO: count=9 first=87112 curr=51629 min=51629 max=87112 avg=58147.4 std=11478 p5=51629 median=51962 p95=87112
+
+INFO: Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+INFO: count=50 first=1249964 curr=1240143 min=1238588 max=1252566 avg=1.24027e+06 std=2565 p5=1238753 median=1239807 p95=1247415
+
+INFO: Inference timings in us: Init: 5579, First inference: 1357602, Warmup (avg): 1.3576e+06, Inference (avg): 1.24027e+06
+INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion.
+INFO: Memory footprint delta from the start of the tool (MB): init=6.36328 overall=109.832
+"""
+
+OLD_BENCHMARK_OUTPUT = """\
+count=50 first=249042 curr=250889 min=247067 max=254474 avg=249684 std=1442
+Inference timings in us: Init: 16242, First inference: 360262, Warmup (avg): 304586, Inference (avg): 249684
+Peak memory footprint (MB): init=4.92969 overall=138.809
+"""
+
+
+def test_benchmark_model_parser_reads_documented_output():
+    r = parse_benchmark_output(BENCHMARK_OUTPUT)
+    assert r["runs"] == 50  # the timed runs, not the warm-up line
+    assert r["median_ms"] == pytest.approx(1239.807)
+    assert r["p90_ms"] == pytest.approx(1247.415) and r["p90_source"] == "p95"
+    assert r["avg_ms"] == pytest.approx(1240.27)
+    assert r["init_ms"] == pytest.approx(5.579)
+    assert r["memory_overall_mb"] == pytest.approx(109.832)
+    old = parse_benchmark_output(OLD_BENCHMARK_OUTPUT)
+    assert old["median_ms"] == pytest.approx(249.684)  # no median printed: the average
+    assert old["p90_ms"] == pytest.approx(254.474) and old["p90_source"] == "max"
+    assert old["memory_overall_mb"] == pytest.approx(138.809)
+    with pytest.raises(TfnasError, match="no timings"):
+        parse_benchmark_output("ERROR: Could not open 'x.tflite'.\n")
+
+
+def test_latency_table_dedupes_loads_and_predicts_whole_nets(tmp_path):
+    from deploy import lut
+    from tfnas.cost.tables import cost_tables
+    from tfnas.space.genotype import parse_genotype
+
+    space = tiny_space()
+    table = lut.build_table(space, SIZE, 10, threads=1, runs=10, repeats=1, per_worker=32)
+    blocks = [key for row in table["layers"] for key in row if key]
+    assert table["layers"][2] == table["layers"][3]  # layer2_2 and layer2_3: same blocks
+    assert set(table["entries"]) == set(blocks) | {table["stem"], table["head"]}
+    assert len(set(blocks)) == len(blocks) - 2  # layer2_3's two blocks are not timed again
+    assert all(e["count"] == 10 and e["median_ms"] >= 0 for e in table["entries"].values())
+    path = str(tmp_path / "lut.json")
+    with open(path, "w") as f:
+        json.dump(table, f)
+    g = parse_genotype(space, "skip,k5e3se,k3e3,skip,k5e3se")
+    tables = cost_tables(space, SIZE, 10).with_latency(path)
+    assert tables.cost(g)["latency_ms"] == pytest.approx(lut.predict_ms(table, g))
+    assert table["table"][0][space.ops.index("skip")] == 0.0
+
+    info = lut.validate(path, samples=3, seed=1, runs=10)
+    assert set(info) >= {"rmse_ms", "within_10pct", "within_5pct"}
+    errors = [abs(a["predicted_ms"] - a["measured_ms"]) / a["measured_ms"]
+              for a in info["archs"]]
+    assert np.median(errors) < 0.5, info["archs"]  # sum of blocks tracks whole nets
+
+
+def test_identical_blocks_share_one_key():
+    from deploy.lut import layer_keys
+    from tfnas.space import get_space
+
+    keys = layer_keys(get_space("fbnet"), 224)
+    assert keys[2] == keys[3] == keys[4]  # layer2_2..2_4: same shapes, same blocks
+    assert keys[1] != keys[2]  # layer2_1 has stride 2
+    assert "input:56x56x24-output:56x56x24-expand:6-kernel:5-stride:1" in keys[2][7]
+    assert keys[2][8] is None  # skip
+
+
+# ---------------------------------------------------------------------- bad input
+
+def test_bad_arch_file_is_one_line(tmp_path):
+    bad = tmp_path / "arch.json"
+    bad.write_text('{"space": "fbnet", "arch": "k3e3,k9e9"}')
+    proc = run_cli("deploy.export", f"--arch={bad}", f"--out={tmp_path / 'x.tflite'}")
+    assert_one_line_error(proc, "arch file", "22 searchable layers")
+    bad.write_text("{not json")
+    assert_one_line_error(run_cli("deploy.export", f"--arch={bad}",
+                                  f"--out={tmp_path / 'x.tflite'}"), "not valid JSON")
+    assert_one_line_error(run_cli("deploy.report", str(tmp_path / "missing")),
+                          "is not a directory")
+
+
+def test_unknown_target_is_one_line(tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(32))
+    assert_one_line_error(run_cli("deploy.profile", f"--model={model}", "--target=iphone"),
+                          "unknown target 'iphone'")
+    assert_one_line_error(run_cli("deploy.lut", "--space=fbnet", "--target=android",
+                                  f"--out={tmp_path / 'l.json'}"), "unknown target")
+
+
+def test_missing_adb_binary_or_device_is_one_line(tmp_path):
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(32))
+    binary = tmp_path / "benchmark_model"
+    binary.write_text("")
+    args = [f"--model={model}", "--target=android"]
+    assert_one_line_error(run_cli("deploy.profile", *args), "--benchmark_binary")
+    assert_one_line_error(
+        run_cli("deploy.profile", *args, f"--benchmark_binary={binary}",
+                f"--adb={tmp_path / 'no-adb'}"), "adb not found")
+    # An adb that runs but sees no phone (none is attached to a CI machine).
+    adb = tmp_path / "adb"
+    adb.write_text("#!/bin/sh\necho 'List of devices attached'\necho\n")
+    adb.chmod(adb.stat().st_mode | stat.S_IEXEC)
+    assert_one_line_error(
+        run_cli("deploy.profile", *args, f"--benchmark_binary={binary}", f"--adb={adb}"),
+        "no Android device")
+    assert_one_line_error(
+        run_cli("deploy.profile", f"--model={model}", "--target=android:R58M123",
+                f"--benchmark_binary={binary}", f"--adb={adb}"), "'R58M123' is not connected")
+
+
+def test_wrong_calibration_shape_is_one_line_and_keeps_output(trained, tmp_path):
+    images = tmp_path / "calib.npy"
+    np.save(images, np.zeros((8, 28, 28, 1), np.float32))
+    out = tmp_path / "keep.tflite"
+    out.write_bytes(b"previous export")
+    proc = run_cli("deploy.export", f"--model={trained}", f"--out={out}", "--quantize=int8",
+                   f"--dataset={images}")
+    assert_one_line_error(proc, "[28, 28, 1]", "[32, 32, 3]")
+    assert out.read_bytes() == b"previous export"
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".keep")]
