@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Sequence
 
-from tfnas.errors import GenotypeError
+from tfnas.errors import GenotypeError, TfnasError
 from tfnas.space.base import SearchSpace
 from tfnas.space.registry import get_space
 
@@ -50,6 +50,8 @@ def parse_genotype(space: str | SearchSpace, arch: str) -> Genotype:
     space = get_space(space) if isinstance(space, str) else space
     if not isinstance(arch, str) or not arch.strip():
         raise GenotypeError(f"empty architecture string for space {space.name!r}")
+    if "|" in arch and hasattr(space, "parse_arch"):  # a space's own notation (NB201's)
+        return space.parse_arch(arch)
     return validate(space, [op.strip() for op in arch.split(",")])
 
 
@@ -67,3 +69,29 @@ def validate(space: SearchSpace, ops: Sequence[str]) -> Genotype:
                 f"{choice.name}: op {op!r} is not legal here (the shape changes); "
                 f"legal ops are {', '.join(choice.legal_ops)}")
     return Genotype(space.name, tuple(ops))
+
+
+def load_genotype(arch: str, space: str | None = None) -> Genotype:
+    """A genotype from an op string (needs `space`), a published name or an arch.json path."""
+    from tfnas.space.published import lookup  # published imports this module
+
+    if arch.endswith(".json"):
+        try:
+            with open(arch) as f:
+                obj = json.load(f)
+        except OSError as e:
+            raise TfnasError(f"cannot read {arch}: {e.strerror}") from None
+        except json.JSONDecodeError as e:
+            raise GenotypeError(f"{arch} is not valid JSON: {e}") from None
+        if space and isinstance(obj, dict) and obj.get("space") not in (None, space):
+            raise GenotypeError(f"{arch} is for space {obj.get('space')!r}, not {space!r}")
+        return Genotype.from_json(obj)
+    published = lookup(arch) if "," not in arch else None
+    if published is not None:
+        if space and space != published.space:
+            raise GenotypeError(f"{published.name} is in space {published.space!r}, "
+                                f"not {space!r}")
+        return published.genotype()
+    if not space:
+        raise TfnasError("--space is required with an op-string --arch")
+    return parse_genotype(space, arch)

@@ -1,0 +1,1 @@
+"""Learned architecture samplers (TNAS's transformer VAE)."""
