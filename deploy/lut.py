@@ -29,6 +29,7 @@ from tfnas import cli
 from tfnas.cli import import_tensorflow
 from tfnas.cost.tables import _resolutions as in_resolutions  # fixed blocks, layers, head
 from tfnas.errors import TfnasError
+from tfnas.io import read_json
 from tfnas.io import write_json
 from tfnas.space import get_space, list_spaces
 from tfnas.space.genotype import Genotype
@@ -229,13 +230,7 @@ def load_lut(path: str) -> dict:
     """Reads a table written by this module (one clear line if it is not one)."""
     from tfnas.cost.tables import load_latency_table
 
-    try:
-        with open(path) as f:
-            lut = json.load(f)
-    except OSError as e:
-        raise TfnasError(f"cannot read latency table {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise TfnasError(f"latency table {path} is not valid JSON: {e}") from None
+    lut = read_json(path, "latency table")
     needed = ("space", "ops", "table", "constant_ms", "resolution", "width_multiplier",
               "num_classes", "threads")
     if not isinstance(lut, dict) or any(k not in lut for k in needed):

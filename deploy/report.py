@@ -10,7 +10,6 @@ DIR/latency_vs_flops.png, DIR/latency_report.md and DIR/latency_report.json.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 

@@ -28,6 +28,20 @@ def atomic_path(path: str) -> Iterator[str]:
             os.remove(tmp)
 
 
+def read_json(path: str, what: str = "") -> Any:
+    """Parsed JSON of `path`; a missing or malformed file is one TfnasError line."""
+    from tfnas.errors import TfnasError
+
+    label = f"{what} {path}" if what else path
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        raise TfnasError(f"cannot read {label}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise TfnasError(f"{label} is not valid JSON: {e}") from None
+
+
 def write_text(path: str, text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:

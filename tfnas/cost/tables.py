@@ -8,7 +8,6 @@ Latency tables from `deploy.lut` load into the same structure under the objectiv
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Sequence
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from tfnas.cost import analytic
 from tfnas.errors import TfnasError
+from tfnas.io import read_json
 from tfnas.space.base import SearchSpace
 from tfnas.space.genotype import Genotype
 from tfnas.space.mbconv import NOMINAL_CLASSES, NOMINAL_RESOLUTION, MBConvSpace
@@ -145,13 +145,7 @@ def load_latency_table(path: str, space: str, ops: Sequence[str],
     Accepted form: {"space": S, "ops": [...], "table": [[ms per op] per layer],
     "constant_ms": float}; extra keys (the LUT's block descriptions and statistics) are ignored.
     """
-    try:
-        with open(path) as f:
-            obj = json.load(f)
-    except OSError as e:
-        raise TfnasError(f"cannot read latency table {path}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise TfnasError(f"latency table {path} is not valid JSON: {e}") from None
+    obj = read_json(path, "latency table")
     if not isinstance(obj, dict) or "table" not in obj:
         raise TfnasError(f'latency table {path} has no "table" entry')
     if obj.get("space", space) != space:

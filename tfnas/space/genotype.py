@@ -7,6 +7,7 @@ import json
 from typing import Sequence
 
 from tfnas.errors import GenotypeError, TfnasError
+from tfnas.io import read_json
 from tfnas.space.base import SearchSpace
 from tfnas.space.registry import get_space
 
@@ -76,13 +77,7 @@ def load_genotype(arch: str, space: str | None = None) -> Genotype:
     from tfnas.space.published import lookup  # published imports this module
 
     if arch.endswith(".json"):
-        try:
-            with open(arch) as f:
-                obj = json.load(f)
-        except OSError as e:
-            raise TfnasError(f"cannot read {arch}: {e.strerror}") from None
-        except json.JSONDecodeError as e:
-            raise GenotypeError(f"{arch} is not valid JSON: {e}") from None
+        obj = read_json(arch)
         if space and isinstance(obj, dict) and obj.get("space") not in (None, space):
             raise GenotypeError(f"{arch} is for space {obj.get('space')!r}, not {space!r}")
         return Genotype.from_json(obj)
