@@ -7,7 +7,10 @@
 (2) the supernet step on a given path (mode "fixed": the same switch_case machinery as
     gumbel_max) vs the standalone child of that genotype from the builder with a plain custom
     tf.function train step; target <= 1.2x.
-(3) peak resident memory (ru_maxrss) of the processes of (1).
+(3) peak memory of the processes of (1) while they run steps: TensorFlow's own allocator peak
+    (tensors: activations, gradients, optimizer temporaries; the workers run with
+    TF_CPU_ALLOCATOR_USE_BFC=true so that the CPU allocator keeps statistics), reset after
+    the warm-up steps; and the process's resident set, whose peak comes from tracing.
 Each measurement runs in its own process (clean peak memory, no shared threads); the step
 times are medians over `--rounds` rounds of `--steps` steps after two warm-up steps.
 """
@@ -57,6 +60,26 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def worker(mode: str) -> dict:
     tf = cli.import_tensorflow()
     import keras
@@ -99,6 +122,9 @@ def worker(mode: str) -> dict:
     for _ in range(2):
         step()
     warm = time.perf_counter()
+    peak_warmup = _rss_mb()
+    reset = _reset_peak_rss()
+    tf.config.experimental.reset_memory_stats("CPU:0")
     rounds = []
     for _ in range(FLAGS.rounds):
         t = time.perf_counter()
@@ -108,7 +134,9 @@ def worker(mode: str) -> dict:
         rounds.append((time.perf_counter() - t) / FLAGS.steps * 1000)
     return {"mode": mode, "step_ms": statistics.median(rounds), "rounds_ms": rounds,
             "build_s": built - start, "warmup_s": warm - built, "rss_built_mb": rss_built,
-            "peak_rss_mb": _rss_mb()}
+            "peak_rss_warmup_mb": peak_warmup,
+            "peak_tensor_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20,
+            "peak_rss_mb": _vm_hwm_mb() if reset else _rss_mb()}
 
 
 def run_worker(mode: str) -> dict:
@@ -116,7 +144,7 @@ def run_worker(mode: str) -> dict:
             f"--space={FLAGS.space}", f"--resolution={FLAGS.resolution}",
             f"--batch={FLAGS.batch}", f"--width={FLAGS.width}", f"--steps={FLAGS.steps}",
             f"--rounds={FLAGS.rounds}", f"--arch={FLAGS.arch}"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CPU_ALLOCATOR_USE_BFC": "true"}
     proc = subprocess.run(args, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         cli.fail(f"benchmark worker {mode} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -145,7 +173,8 @@ def main(argv) -> None:
     print(f"{FLAGS.space} supernet, {FLAGS.resolution}x{FLAGS.resolution}, batch {FLAGS.batch}, "
           f"width {FLAGS.width}, SGD momentum + wd; median of {FLAGS.rounds} rounds x "
           f"{FLAGS.steps} steps")
-    print(f"{'step':<34}{'ms/step':>9}{'rounds (ms)':>34}{'peak RSS MB':>13}{'trace+1st s':>13}")
+    print(f"{'step':<34}{'ms/step':>9}{'rounds (ms)':>34}{'peak RSS MB':>13}{'trace+1st s':>13}"
+          f"{'trace peak MB':>15}")
     names = {"gumbel_max": "(1) supernet gumbel_max",
              "gumbel_softmax": "(1) supernet gumbel_softmax",
              "fixed": f"(2) supernet fixed path {FLAGS.arch}",
@@ -154,13 +183,19 @@ def main(argv) -> None:
         x = r[mode]
         rounds = " ".join(f"{v:.0f}" for v in x["rounds_ms"])
         print(f"{name:<34}{x['step_ms']:>9.1f}{rounds:>34}{x['peak_rss_mb']:>13.0f}"
-              f"{x['warmup_s']:>13.1f}")
+              f"{x['warmup_s']:>13.1f}{x['peak_rss_warmup_mb']:>15.0f}")
     print(f"(1) gumbel_softmax / gumbel_max = {speedup:.2f}x "
           f"(target >= 0.7 x {num_ops} = {0.7 * num_ops:.1f})")
     print(f"(2) supernet fixed path / child = {overhead:.2f}x (target <= 1.2)")
-    print(f"(3) peak RSS: gumbel_max {r['gumbel_max']['peak_rss_mb']:.0f} MB, gumbel_softmax "
-          f"{r['gumbel_softmax']['peak_rss_mb']:.0f} MB (after building the supernet: "
-          f"{r['gumbel_max']['rss_built_mb']:.0f} / {r['gumbel_softmax']['rss_built_mb']:.0f} MB)")
+    gmax, gsoft = r["gumbel_max"], r["gumbel_softmax"]
+    print(f"(3) peak tensor memory of a step: gumbel_max {gmax['peak_tensor_mb']:.0f} MB, "
+          f"gumbel_softmax {gsoft['peak_tensor_mb']:.0f} MB "
+          f"({gsoft['peak_tensor_mb'] / gmax['peak_tensor_mb']:.2f}x); child "
+          f"{r['child']['peak_tensor_mb']:.0f} MB, fixed path {r['fixed']['peak_tensor_mb']:.0f} MB")
+    print(f"    process RSS while stepping: gumbel_max {gmax['peak_rss_mb']:.0f} MB, gumbel_softmax "
+          f"{gsoft['peak_rss_mb']:.0f} MB; after building the supernet {gmax['rss_built_mb']:.0f} / "
+          f"{gsoft['rss_built_mb']:.0f} MB; tracing peaks at {gmax['peak_rss_warmup_mb']:.0f} / "
+          f"{gsoft['peak_rss_warmup_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 
 from tfnas.space.mbconv import MBConvSpace, Stage
+from tfnas.space.nb201 import NB201Space
 from tfnas.space.registry import register_space
 
 TINY = "tiny_test"
@@ -20,6 +21,8 @@ def tiny_space() -> MBConvSpace:
 
 
 register_space(TINY, tiny_space)
+# The NAS-Bench-201 cell at C=4 and one cell per stage: the template traces in seconds.
+register_space("nb201_tiny", lambda: NB201Space(4, 1, name="nb201_tiny"))
 
 
 def randomize(model: keras.Model, seed: int = 0) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from supernet_fixtures import TINY
+from supernet_fixtures import TINY, randomize
 from tfnas.cost.tables import cost_tables
 from tfnas.engine import make_arch_step, make_eval_step, make_weight_step
 from tfnas.nn.sampling import ArchParams, expected_cost, fixed_sample, resource_penalty
@@ -181,3 +181,17 @@ def test_mirrored_strategy_on_two_devices_matches_one_device():
     np.testing.assert_allclose(mirrored["theta"], single["theta"], atol=1e-5)
     np.testing.assert_allclose(mirrored["kernel"], single["kernel"], atol=1e-5)
     assert len(set(map(tuple, single["paths"]))) > 1
+
+
+def test_search_checkpoint_restores_every_weight_batch_norm_statistics_included(tmp_path):
+    from tfnas.engine.checkpoint import search_checkpoint
+
+    net = SuperNet(TINY, 10, (16, 16, 3))
+    randomize(net, seed=7)
+    path = search_checkpoint(net).save(str(tmp_path / "ckpt"))
+    fresh = SuperNet(TINY, 10, (16, 16, 3))
+    search_checkpoint(fresh).restore(path).assert_existing_objects_matched()
+    moving = [w for w in net.weights if "moving" in w.path]
+    assert moving and len(net.weights) > len(net.trainable_weights)
+    for a, b in zip(net.weights, fresh.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)

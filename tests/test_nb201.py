@@ -114,3 +114,79 @@ def test_table_uses_the_verified_encoding():
     for row in np.random.default_rng(2).integers(0, 5, (30, 6)):
         row[3:] = 0
         assert accuracy(Genotype.from_indices(space, row)) == pytest.approx(10.0)
+
+
+# -- the template (weight-sharing) network --------------------------------------------------
+
+def _template_and_child(genotype: str):
+    import tensorflow as tf  # noqa: F401
+    from tfnas.nn.nb201 import build_nb201_model
+    from tfnas.nn.nb201_supernet import NB201SuperNet, copy_path_to_child
+    from tfnas.space.nb201 import NB201Space
+    from tests.supernet_fixtures import randomize
+
+    net = NB201SuperNet(10, (16, 16, 3), channels=4, cells_per_stage=1)
+    randomize(net, seed=1)
+    gen = parse_nb201(genotype)
+    child = build_nb201_model(gen, 10, (16, 16, 3), space=NB201Space(4, 1))
+    return net, child, gen, copy_path_to_child
+
+
+@pytest.mark.parametrize("genotype", [
+    BEST_NB201,
+    "|avg_pool_3x3~0|+|none~0|nor_conv_1x1~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+    "|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|none~0|avg_pool_3x3~1|none~2|",  # dead edges
+])
+def test_template_on_a_fixed_path_equals_the_standalone_child(genotype):
+    import tensorflow as tf
+    net, child, gen, copy = _template_and_child(genotype)
+    x = tf.random.stateless_normal((3, 16, 16, 3), seed=(1, 2))
+    indices = tf.constant(gen.indices(), tf.int32)
+    before = np.abs(net(x, training=False, indices=indices) - child(x, training=False)).max()
+    assert before > 1e-3  # independent initializations differ
+    copy(net, child, gen.indices())
+    after = net(x, training=False, indices=indices) - child(x, training=False)
+    np.testing.assert_allclose(after, 0.0, atol=1e-4)
+
+
+def test_template_trains_with_the_engine_steps_and_round_trips_through_keras_saving(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from tfnas import engine
+    from tfnas.nn.nb201_supernet import NB201SuperNet
+    from tfnas.nn.sampling import ArchParams
+
+    net = NB201SuperNet(10, (16, 16, 3), channels=4, cells_per_stage=1)
+    arch = ArchParams(net.allowed_mask(), seed=0)
+    x = tf.random.stateless_normal((4, 16, 16, 3), seed=(3, 4))
+    y = tf.constant([0, 1, 2, 3])
+    uniform = engine.make_weight_step(net, arch, keras.optimizers.SGD(0.1), "uniform",
+                                      return_indices=True)
+    loss, drawn = uniform(x, y)
+    assert np.isfinite(float(loss)) and drawn.shape == (6,)
+    # A fixed path: the ops it does not use keep their weights (momentum and all).
+    fixed = engine.make_weight_step(net, arch, keras.optimizers.SGD(0.1, momentum=0.9),
+                                    "fixed")
+    path = parse_nb201(BEST_NB201).indices()
+    idle = [op for e, o, op in net.candidate_groups() if op.weights and path[e] != o]
+    used = [op for e, o, op in net.candidate_groups() if op.weights and path[e] == o]
+    before = [v.numpy().copy() for op in idle + used for v in op.trainable_weights]
+    for _ in range(2):
+        fixed(x, y, tf.constant(path, tf.int32))
+    after = [v.numpy() for op in idle + used for v in op.trainable_weights]
+    n_idle = sum(len(op.trainable_weights) for op in idle)
+    assert all(np.array_equal(a, b) for a, b in zip(before[:n_idle], after[:n_idle]))
+    assert not all(np.array_equal(a, b) for a, b in zip(before[n_idle:], after[n_idle:]))
+    # The evaluator's relaxed (softmax) step moves θ.
+    theta = arch.theta.numpy().copy()
+    arch_step = engine.make_arch_step(net, arch, keras.optimizers.Adam(0.05), "softmax")
+    arch_step(x, y)
+    assert not np.allclose(arch.theta.numpy(), theta)
+
+    saved = str(tmp_path / "template.keras")
+    net.save(saved)
+    loaded = keras.models.load_model(saved)
+    indices = tf.constant(drawn, tf.int32)
+    np.testing.assert_allclose(loaded(x, training=False, indices=indices),
+                               net(x, training=False, indices=indices), atol=1e-5)

@@ -93,10 +93,10 @@ def _checkpoints(model_dir, stage):
     return len([n for n in os.listdir(directory) if n.endswith(".index")])
 
 
-def _kill_when(model_dir, predicate, timeout=300):
+def _kill_when(model_dir, predicate, timeout=300, args=TINY):
     """Starts the search and kill -9s it as soon as `predicate(model_dir)` holds."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    proc = subprocess.Popen([sys.executable, "-m", "tfnas.search", *TINY,
+    proc = subprocess.Popen([sys.executable, "-m", "tfnas.search", *args,
                              f"--model_dir={model_dir}"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout

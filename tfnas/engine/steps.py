@@ -52,7 +52,7 @@ def _active_flags(net: SuperNet, variables, indices, single_path: bool) -> list:
         return [None] * len(variables)
     owner = {}
     for layer, op_index, op in net.candidate_groups():
-        if len(net.super_blocks[layer].candidate_ops) == 1:
+        if net.is_pinned(layer):
             continue  # a pinned layer always runs
         flag = tf.equal(indices[layer], op_index)
         for v in op.trainable_variables:
@@ -91,7 +91,8 @@ def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gu
     @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
     def step(images, labels, indices=None):
         sample = arch.sample(mode, indices)
-        weights = None if sample.weights is None else tf.stop_gradient(sample.weights)
+        # θ gets no gradient here: a single path needs no straight-through factor (value 1).
+        weights = None if single else tf.stop_gradient(sample.weights)
         loss, grads = strategy.run(replica, args=(images, labels, sample.indices, weights))
         grads = _reduce(strategy, grads, variables)
         apply_gradients(optimizer, grads, variables,
@@ -106,10 +107,11 @@ def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gu
 
 def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumbel_max",
                    strategy=None, penalty: Penalty | None = None,
-                   training: bool = True) -> Callable:
+                   training: bool = True, return_indices: bool = False) -> Callable:
     """A tf.function `step(images, labels) -> (mean loss, penalty)` that updates θ on a
     validation batch. The network weights are read, never updated (their gradients are not
-    even computed). `penalty(sample)` (e.g. `sampling.resource_penalty`) is added to the loss."""
+    even computed). `penalty(sample)` (e.g. `sampling.resource_penalty`) is added to the loss.
+    With `return_indices` it also returns the op indices [L] the step drew."""
     if check_mode(mode) in ("uniform", "fixed"):
         raise ValueError(f"mode {mode!r} gives θ no gradient; use gumbel_max, gumbel_softmax "
                          "or softmax")
@@ -124,16 +126,20 @@ def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumb
             loss = cross_entropy(labels, logits)
             extra = penalty(sample) if penalty is not None else tf.constant(0.0)
             scaled = (loss + extra) / strategy.num_replicas_in_sync
-        return loss / strategy.num_replicas_in_sync, extra, tape.gradient(scaled, variables)
+        return (loss / strategy.num_replicas_in_sync, extra, sample.indices,
+                tape.gradient(scaled, variables))
 
     @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
     def step(images, labels):
         noise = arch.draw_noise(mode)
-        loss, extra, grads = strategy.run(replica, args=(images, labels, noise))
+        loss, extra, indices, grads = strategy.run(replica, args=(images, labels, noise))
         grads = _reduce(strategy, grads, variables)
         apply_gradients(optimizer, grads, variables, strategy=strategy)
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
-        return loss, strategy.reduce(tf.distribute.ReduceOp.MEAN, extra, axis=None)
+        extra = strategy.reduce(tf.distribute.ReduceOp.MEAN, extra, axis=None)
+        if return_indices:  # the same on every replica (one noise draw)
+            return loss, extra, strategy.experimental_local_results(indices)[0]
+        return loss, extra
 
     return step
 

@@ -3,7 +3,8 @@
 `tf.switch_case` gives the variables of unselected branches zero gradients, not None, and a
 Keras optimizer would still move them (momentum, decoupled weight decay, Adam's moments). Here
 each group of variables carries a boolean "ran this step"; groups that did not run skip the
-whole update — weight, weight decay and optimizer slots — inside a `tf.cond`.
+whole update — weight, weight decay and optimizer slots — inside a functional `Case`
+(`tfnas.nn.control.run_if`).
 
 Runs in cross-replica context (after `strategy.run`), with gradients already reduced, under
 the default strategy or `MirroredStrategy`. The per-variable math is the optimizer's own
@@ -16,6 +17,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import tensorflow as tf
+
+from tfnas.nn import control
 
 
 def check_optimizer(optimizer) -> None:
@@ -32,7 +35,7 @@ def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
     """Applies `grads` to `variables`; variable i is updated only where `active[i]` holds.
 
     `active[i]` is None (always) or a scalar bool tensor; variables sharing one tensor object
-    form one group under one `tf.cond`. Advances `optimizer.iterations` once. `strategy`:
+    form one group under one `run_if`. Advances `optimizer.iterations` once. `strategy`:
     the one the variables were created under (default: the current one).
     """
     strategy = strategy or tf.distribute.get_strategy()
@@ -58,9 +61,11 @@ def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
             strategy.extended.update(v.value, decayed_update if use_wd else plain_update,
                                      args=(g,), group=False)
 
+    # Mirrored variables over several local devices cannot share one functional Case.
+    functional = strategy.num_replicas_in_sync == 1 or len(strategy.extended.worker_devices) == 1
     for flag, pairs in groups.values():
         if flag is None:
             run(pairs)
         else:
-            tf.cond(flag, lambda pairs=pairs: run(pairs), lambda: None)
+            control.run_if(flag, lambda pairs=pairs: run(pairs), functional=functional)
     optimizer.iterations.assign_add(1)

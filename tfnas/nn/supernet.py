@@ -2,8 +2,8 @@
 
 A SuperBlock holds every candidate op of its position (`CandidateOp`, built from the same
 `BlockLayers` as the standalone builder, so `layer3_2.expand_conv` names the same layer in
-both). A single-path call runs only the sampled op through `tf.switch_case`; an all-op call
-sums the weighted outputs. Every candidate is built in `build()`, so a tf.function step never
+both). A single-path call runs only the sampled op through a functional `Case` (see
+`tfnas.nn.control`); an all-op call sums the weighted outputs. Every candidate is built in `build()`, so a tf.function step never
 creates variables and never retraces when the sampled path changes.
 
 Use:
@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.errors import TfnasError
-from tfnas.nn import blocks
+from tfnas.nn import blocks, control
 from tfnas.nn.builder import _spatial
 from tfnas.nn.sampling import ArchSample
 from tfnas.space.genotype import Genotype, parse_genotype
@@ -113,10 +113,7 @@ class SuperBlock(keras.layers.Layer):
             CandidateOp(op, in_channels, out_channels, stride, activation, position, self.in_hw)
             for op in self.candidates]
         self.alphabet_index = [self.ops.index(op) for op in self.candidates]
-        # Alphabet index -> position in `candidate_ops` (0 for ops not held; never sampled).
-        local = np.zeros(len(self.ops), dtype=np.int32)
-        local[self.alphabet_index] = np.arange(len(self.candidates))
-        self._local = local
+        self._local = local_index(len(self.ops), self.alphabet_index)
 
     def build(self, input_shape):
         for op in self.candidate_ops:
@@ -129,19 +126,8 @@ class SuperBlock(keras.layers.Layer):
         return self.candidate_ops[self.candidates.index(op)]
 
     def call(self, x, training=None, index=None, weights=None, single_path=True):
-        if single_path:
-            if len(self.candidate_ops) == 1:
-                y = self.candidate_ops[0](x, training=training)
-            else:
-                local = tf.gather(tf.constant(self._local), index)
-                branches = [(lambda op=op: op(x, training=training)) for op in self.candidate_ops]
-                y = tf.switch_case(local, branches)
-            if weights is not None:  # straight-through: value 1, gradient to θ
-                y = y * tf.cast(tf.gather(weights, index), y.dtype)
-            return y
-        w = tf.gather(weights, self.alphabet_index)
-        outs = [op(x, training=training) for op in self.candidate_ops]
-        return tf.add_n([tf.cast(w[i], o.dtype) * o for i, o in enumerate(outs)])
+        return run_candidates(self.candidate_ops, self.alphabet_index, self._local, x, training,
+                              index, weights, single_path)
 
     def compute_output_shape(self, input_shape):
         return self.candidate_ops[0].compute_output_shape(input_shape)
@@ -152,6 +138,36 @@ class SuperBlock(keras.layers.Layer):
                 "out_channels": self.out_channels, "stride": self.stride,
                 "activation": self.activation,
                 "in_hw": list(self.in_hw) if self.in_hw else None}
+
+
+def run_candidates(candidates: list, alphabet_index: list[int], local: np.ndarray, x,
+                   training, index, weights, single_path: bool):
+    """The output of one searchable position (what every supernet's positions share).
+
+    `candidates` are the layers held (alphabet ops `alphabet_index`; `local` maps an alphabet
+    index to a position in `candidates`). Single path: only the op `index` runs, scaled by
+    `weights[index]` when given (value 1 in gumbel_max; the straight-through gradient to θ).
+    Otherwise every op runs, weighted by `weights` [O].
+    """
+    if single_path:
+        if len(candidates) == 1:
+            y = candidates[0](x, training=training)
+        else:
+            branches = [(lambda op=op: op(x, training=training)) for op in candidates]
+            y = control.switch_case(tf.gather(tf.constant(local), index), branches)
+        if weights is not None:
+            y = y * tf.cast(tf.gather(weights, index), y.dtype)
+        return y
+    w = tf.gather(weights, alphabet_index)
+    outs = [op(x, training=training) for op in candidates]
+    return tf.add_n([tf.cast(w[i], o.dtype) * o for i, o in enumerate(outs)])
+
+
+def local_index(num_ops: int, alphabet_index: list[int]) -> np.ndarray:
+    """Alphabet index -> position among the held candidates (0 for ops not held)."""
+    local = np.zeros(num_ops, dtype=np.int32)
+    local[alphabet_index] = np.arange(len(alphabet_index))
+    return local
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -222,6 +238,10 @@ class SuperNet(keras.Model):
     @property
     def num_ops(self) -> int:
         return len(self.space.ops)
+
+    def is_pinned(self, layer: int) -> bool:
+        """Whether one op only is held at `layer` (it runs on every path)."""
+        return len(self.super_blocks[layer].candidate_ops) == 1
 
     @property
     def fully_fixed(self) -> bool:

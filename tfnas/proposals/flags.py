@@ -30,12 +30,18 @@ def define_target_flags() -> None:
 
 def targets_from_flags() -> dict[str, float]:
     """{objective: target} of the target flags that are set; TfnasError when none is."""
-    values = flags.FLAGS
-    targets = {objective: getattr(values, name) for objective, name in _OBJECTIVE_FLAGS
-               if getattr(values, name) is not None}
+    targets = optional_targets_from_flags()
     if not targets:
         raise TfnasError("give at least one of --target_params, --target_flops, "
                          "--target_latency_ms")
+    return targets
+
+
+def optional_targets_from_flags() -> dict[str, float]:
+    """{objective: target} of the target flags that are set (maybe none)."""
+    values = flags.FLAGS
+    targets = {objective: getattr(values, name) for objective, name in _OBJECTIVE_FLAGS
+               if getattr(values, name) is not None}
     if "latency_ms" in targets and not values.latency_table:
         raise TfnasError("--target_latency_ms needs --latency_table")
     return targets

@@ -1,4 +1,5 @@
-"""HourNAS search: `python -m tfnas.search --flagfile=configs/efficientnet.cfg [--model_dir=DIR]`.
+"""Supernet search: `python -m tfnas.search --flagfile=configs/efficientnet.cfg [--model_dir=DIR]`
+(HourNAS), or `--algorithm=setn|tnas --space=nb201|SPACE` (one-shot SETN / TNAS).
 
 Writes DIR/arch.json (space, arch, params, flops, targets, stage times, seed), DIR/arch_probs.png,
 TensorBoard logs and checkpoints. Rerunning the same command resumes an interrupted search.
@@ -14,7 +15,8 @@ from absl import flags
 from tfnas import cli
 from tfnas.errors import TfnasError
 from tfnas.proposals.budget import make_budget
-from tfnas.proposals.flags import fixed_from_flags, tables_from_flags, targets_from_flags
+from tfnas.proposals.flags import (fixed_from_flags, optional_targets_from_flags,
+                                   tables_from_flags, targets_from_flags)
 from tfnas.search.flags import define_flags
 
 define_flags()
@@ -26,6 +28,12 @@ _CONFIG_FLAGS = (
     "two_stage", "sampler", "tau", "tau_decay", "alpha", "beta", "num_proposals",
     "proposal_iterations", "weight_lr", "weight_decay", "arch_lr", "seed", "checkpoint_every",
     "latency_table", "data_dir", "space_module")
+_ONESHOT_FLAGS = (
+    "dataset", "num_classes", "weight_fraction", "max_images", "image_size",
+    "width_multiplier", "batch_size", "epochs", "steps_per_epoch", "weight_lr", "weight_decay",
+    "arch_lr", "seed", "checkpoint_every", "latency_table", "data_dir", "space_module",
+    "setn_selection", "num_candidates", "top_k", "eval_batches", "tnas_mode", "eps_inc",
+    "population", "generations")
 
 
 def import_space_modules(modules: list[str]) -> None:
@@ -44,6 +52,11 @@ def _check_ranges() -> None:
     for name, low in positive.items():
         if getattr(FLAGS, name) < low:
             raise TfnasError(f"--{name} must be >= {low}")
+    for name in ("epochs", "num_candidates", "top_k", "eval_batches", "population"):
+        if getattr(FLAGS, name) < 1:
+            raise TfnasError(f"--{name} must be >= 1")
+    if FLAGS.generations < 0 or FLAGS.eps_inc < 0:
+        raise TfnasError("--generations and --eps_inc must be >= 0")
     for name in ("vital_epochs", "nonvital_epochs", "steps_per_epoch", "proposal_iterations",
                  "max_images"):
         if getattr(FLAGS, name) < 0:
@@ -64,26 +77,39 @@ def main(argv: list[str]) -> int:
     import_space_modules(FLAGS.space_module)
     from tfnas.space import get_space
     from tfnas.space.mbconv import MBConvSpace
+    from tfnas.space.nb201 import NB201Space
     space = get_space(FLAGS.space)
-    if not isinstance(space, MBConvSpace):
-        raise TfnasError(f"HourNAS searches MBConv spaces; {FLAGS.space!r} is not one")
-    targets = targets_from_flags()
     _check_ranges()
-    fixed = fixed_from_flags(space)
-    # Infeasible targets fail here, with the feasible ranges, before TensorFlow starts.
-    make_budget(tables_from_flags(space), targets, fixed)
+    hournas = FLAGS.algorithm == "hournas"
+    if hournas:
+        if not isinstance(space, MBConvSpace):
+            raise TfnasError(f"HourNAS searches MBConv spaces; {FLAGS.space!r} is not one "
+                             "(--algorithm=setn or tnas search it)")
+        targets = targets_from_flags()
+        fixed = fixed_from_flags(space)
+        # Infeasible targets fail here, with the feasible ranges, before TensorFlow starts.
+        make_budget(tables_from_flags(space), targets, fixed)
+    else:
+        if not isinstance(space, (MBConvSpace, NB201Space)):
+            raise TfnasError(f"space {FLAGS.space!r} has no supernet for {FLAGS.algorithm}")
+        if FLAGS.fix:
+            raise TfnasError(f"--fix is a HourNAS flag; {FLAGS.algorithm} searches every layer")
+        targets = optional_targets_from_flags()
 
     from tfnas.search.rundir import RunDir
-    model_dir = FLAGS.model_dir or os.path.join("runs", space.name)
-    flags_record = {name: getattr(FLAGS, name) for name in _CONFIG_FLAGS}
-    flags_record.update(space=space.name, targets=targets,
-                        fix=sorted(FLAGS.fix), algorithm=FLAGS.algorithm)
+    model_dir = FLAGS.model_dir or os.path.join(
+        "runs", space.name if hournas else f"{space.name}_{FLAGS.algorithm}")
+    flags_record = {name: getattr(FLAGS, name)
+                    for name in (_CONFIG_FLAGS if hournas else _ONESHOT_FLAGS)}
+    flags_record.update(space=space.name, targets=targets, algorithm=FLAGS.algorithm)
+    if hournas:
+        flags_record["fix"] = sorted(FLAGS.fix)
     rundir = RunDir(model_dir)
     rundir.existing_config()  # a foreign directory fails before any import of TensorFlow
 
     tf = cli.import_tensorflow()
     import tfnas
-    from tfnas.search.hournas import HourNAS, SearchConfig, SearchData
+    from tfnas.search.data import SearchData
     from tfnas.search.report import summary_table
     from tfnas.search.strategy import is_chief, make_strategy
 
@@ -91,20 +117,26 @@ def main(argv: list[str]) -> int:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
     chief = is_chief(strategy)
-    config = SearchConfig(space=space, targets=targets, user_fixed=fixed,
-                          **{k: v for k, v in flags_record.items()
-                             if k in SearchConfig.__dataclass_fields__
-                             and k not in ("space", "targets")})
+    if hournas:
+        from tfnas.search.hournas import HourNAS as Search, SearchConfig as Config
+        extra = {"user_fixed": fixed}
+    else:
+        from tfnas.search.oneshot import OneShotConfig as Config, OneShotSearch as Search
+        extra = {"algorithm": FLAGS.algorithm}
+    config = Config(space=space, targets=targets, **extra,
+                    **{k: v for k, v in flags_record.items()
+                       if k in Config.__dataclass_fields__
+                       and k not in ("space", "targets", "algorithm")})
     data = SearchData(config, strategy)  # a missing or empty dataset fails before DIR is touched
     if chief:
         resumed = rundir.claim({"tfnas_version": tfnas.__version__,
                                 "tensorflow": tf.__version__, "flags": flags_record})
         if resumed:
             print(f"resuming the search in {model_dir}")
-    search = HourNAS(config, data, rundir, strategy, chief=chief, flags_record=flags_record)
+    search = Search(config, data, rundir, strategy, chief=chief, flags_record=flags_record)
     record = search.run()
     search.writer.close()
-    print(summary_table(record, [l.name for l in space.layers], space.vital_mask()))
+    print(summary_table(record, [c.name for c in space.choices], space.vital_mask()))
     if chief:
         print(f"wrote {rundir.file('arch.json')} and {rundir.file('arch_probs.png')}")
     sys.stdout.flush()

@@ -21,9 +21,13 @@ def define_flags() -> None:
                     "Run directory: checkpoints, TensorBoard logs, config.json and the result "
                     "arch.json. Rerunning the same command on it resumes the search. Default: "
                     "runs/<space>.")
-    d.DEFINE_enum("algorithm", "hournas", ["hournas"],
-                  "Search algorithm. HourNAS: vital blocks first on a minimal supernet, then "
-                  "non-vital blocks inside space proposals.")
+    d.DEFINE_enum("algorithm", "hournas", ["hournas", "setn", "tnas"],
+                  "Search algorithm. hournas: vital blocks first on a minimal supernet, then "
+                  "non-vital blocks inside space proposals (MBConv spaces, needs targets). "
+                  "setn: uniform template training + a learned evaluator, then candidate "
+                  "selection (--setn_selection). tnas: a transformer-VAE sampler mixed with "
+                  "uniform sampling (--tnas_mode). setn and tnas run on nb201 and the MBConv "
+                  "spaces; targets, if given, are reported, not enforced.")
     # Targets (costs are counted at 224x224, 1000 classes whatever the proxy size).
     define_target_flags()
     # Data.
@@ -64,6 +68,27 @@ def define_flags() -> None:
     d.DEFINE_float("weight_lr", 0.1, "Learning rate of the weights (SGD, momentum 0.9).")
     d.DEFINE_float("weight_decay", 4e-5, "Weight decay of the weights.")
     d.DEFINE_float("arch_lr", 0.01, "Learning rate of the architecture parameters (Adam).")
+    # SETN and TNAS (one-shot searches).
+    d.DEFINE_integer("epochs", 1, "setn/tnas: epochs of supernet (and sampler) training.")
+    d.DEFINE_enum("setn_selection", "paper", ["paper", "topk", "random"],
+                  "setn: how the final architecture is chosen. paper: --num_candidates "
+                  "samples of the evaluator, lowest one-shot validation loss (SETN §4). topk: "
+                  "the authors' code: the --top_k most probable candidates, highest one-shot "
+                  "accuracy. random: SETN-RAND, uniform candidates, lowest one-shot loss.")
+    d.DEFINE_integer("num_candidates", 1000, "setn: T, candidates sampled (de-duplicated).")
+    d.DEFINE_integer("top_k", 10,
+                     "setn topk: candidates kept by evaluator probability. tnas: how many of "
+                     "the best scored paths the VAE learns from.")
+    d.DEFINE_integer("eval_batches", 2,
+                     "setn/tnas: validation batches that score a candidate with the shared "
+                     "weights.")
+    d.DEFINE_enum("tnas_mode", "oneshot", ["oneshot", "gradient"],
+                  "tnas: oneshot (supernet trained on paths from the eps-mixed VAE sampler, "
+                  "then evolution seeded by VAE samples) or gradient (paths from the VAE, "
+                  "θ trained by Gumbel-Max, result argmax θ).")
+    d.DEFINE_float("eps_inc", 0.05, "tnas: growth of eps per scored path (eq. 11).")
+    d.DEFINE_integer("population", 20, "tnas oneshot: population of the evolutionary search.")
+    d.DEFINE_integer("generations", 5, "tnas oneshot: generations of the evolutionary search.")
     # Running.
     d.DEFINE_enum("strategy", "auto", list(STRATEGIES),
                   "auto: MirroredStrategy when more than one GPU is visible, else default. "
@@ -74,6 +99,3 @@ def define_flags() -> None:
     d.DEFINE_integer("checkpoint_every", 50, "Save a checkpoint every this many steps.")
     d.DEFINE_bool("deterministic", True,
                   "Deterministic TF ops, so a resumed run ends as an uninterrupted one.")
-    d.DEFINE_integer("stop_after_steps", 0,
-                     "Stop (as if killed) after this many steps of this invocation; for tests "
-                     "of resumption. 0: run to the end.")

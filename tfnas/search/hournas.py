@@ -10,8 +10,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import time
 from typing import Any, Callable
@@ -22,7 +20,7 @@ import tensorflow as tf
 
 from tfnas import engine
 from tfnas.cost.tables import CostTables, cost_tables
-from tfnas.data import search_splits
+from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.errors import TfnasError
 from tfnas.io import write_json
 from tfnas.nn.sampling import ArchParams
@@ -31,7 +29,8 @@ from tfnas.proposals.budget import describe_ranges, feasible_ranges, make_budget
 from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
 from tfnas.proposals.selector import Proposals
 from tfnas.search import report
-from tfnas.search.progress import Progress
+from tfnas.search.base import StagePlan, SupernetSearch, value, worker_dir
+from tfnas.search.data import SearchData
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
 from tfnas.space.genotype import Genotype
@@ -70,108 +69,31 @@ class SearchConfig:
     latency_table: str | None = None
 
 
-class NaNLoss(TfnasError):
-    pass
-
-
-class SearchData:
-    """The weight and architecture splits, batched per epoch in a seeded, resumable order."""
-
-    def __init__(self, cfg: SearchConfig, strategy: tf.distribute.Strategy):
-        self.cfg, self.strategy = cfg, strategy
-        weights, arch, classes = search_splits(
-            cfg.dataset, cfg.image_size, cfg.data_dir, cfg.weight_fraction, cfg.seed,
-            limit=cfg.max_images or None)
-        self.num_classes = cfg.num_classes or classes
-        if not self.num_classes:
-            raise TfnasError(f"cannot infer the classes of {cfg.dataset!r}; pass --num_classes")
-        self.weights, self.arch = weights.cache(), arch.cache()
-        n_w, n_a = _count(self.weights), _count(self.arch)
-        if n_w < cfg.batch_size or n_a < cfg.batch_size:
-            raise TfnasError(
-                f"dataset {cfg.dataset!r} gives {n_w} weight and {n_a} architecture images; "
-                f"each split needs at least --batch_size={cfg.batch_size}")
-        full_w, full_a = n_w // cfg.batch_size, n_a // cfg.batch_size
-        self.weight_steps = min(full_w, cfg.steps_per_epoch or full_w)
-        self.arch_steps = max(1, min(full_a, round(self.weight_steps * n_a / n_w)))
-
-    def epoch(self, which: str, epoch: int, skip: int):
-        ds = self.weights if which == "weights" else self.arch
-        steps = self.weight_steps if which == "weights" else self.arch_steps
-        seed = self.cfg.seed * 100_003 + epoch * 2 + (which == "arch")
-        ds = (ds.shuffle(8192, seed=seed, reshuffle_each_iteration=False)
-              .batch(self.cfg.batch_size, drop_remainder=True).take(steps).skip(skip)
-              .prefetch(tf.data.AUTOTUNE))
-        return iter(self.strategy.experimental_distribute_dataset(ds))
-
-
-def _count(ds: tf.data.Dataset) -> int:
-    n = int(ds.cardinality())
-    return n if n >= 0 else int(ds.reduce(0, lambda c, _: c + 1))
-
-
-@dataclasses.dataclass
-class StagePlan:
-    name: str
-    epochs: int
-    weight_steps: int
-    arch_steps: int
-
-    @property
-    def steps_per_epoch(self) -> int:
-        return self.weight_steps + self.arch_steps
-
-    @property
-    def total(self) -> int:
-        return self.epochs * self.steps_per_epoch
-
-    def locate(self, step: int) -> tuple[int, str, int]:
-        """(epoch, "weights"|"arch", batch index within that phase) of a global step."""
-        epoch, within = divmod(step, self.steps_per_epoch)
-        if within < self.weight_steps:
-            return epoch, "weights", within
-        return epoch, "arch", within - self.weight_steps
-
-
-class HourNAS:
+class HourNAS(SupernetSearch):
     """Runs Algorithm 1 in a run directory; `run()` returns the arch.json record."""
+
+    first_stage = "vital"
 
     def __init__(self, cfg: SearchConfig, data: SearchData, rundir: RunDir,
                  strategy: tf.distribute.Strategy, chief: bool = True,
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
-        self.cfg, self.data, self.rundir, self.strategy = cfg, data, rundir, strategy
-        self.chief = chief
+        if not cfg.two_stage:
+            self.first_stage = "proposals"
+        super().__init__(rundir, chief, cfg.checkpoint_every, log)
+        self.cfg, self.data, self.strategy = cfg, data, strategy
         self.flags_record = flags_record or {}
-        self.log = log
         self.tables = cost_tables(cfg.space)
         if cfg.latency_table:
             self.tables = self.tables.with_latency(cfg.latency_table)
         make_budget(self.tables, cfg.targets, cfg.user_fixed)  # infeasible targets fail here
-        self.state_path = rundir.file("state.json")
-        self.state = self._load_state()
-        self.writer = tf.summary.create_file_writer(
-            rundir.tensorboard_dir if chief else _worker_dir(rundir, "tensorboard"))
-
-    # -- state ---------------------------------------------------------------------------
-    def _load_state(self) -> dict[str, Any]:
-        if os.path.exists(self.state_path):
-            with open(self.state_path) as f:
-                return json.load(f)
-        return {"stage": "vital" if self.cfg.two_stage else "proposals", "seconds": {}}
-
-    def _save_state(self, **updates) -> None:
-        self.state.update(updates)
-        if self.chief:
-            write_json(self.state_path, self.state)
 
     # -- the algorithm ---------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         data = self.data
         if self.state["stage"] == "vital":
             vital_ops = self._stage_vital(data)
-            self._save_state(stage="proposals", vital_ops={str(k): v for k, v in
-                                                           vital_ops.items()},
-                             seconds={**self.state["seconds"], "vital": self._elapsed("vital")})
+            self.finish_stage("vital", "proposals",
+                              vital_ops={str(k): v for k, v in vital_ops.items()})
         fixed = {**self.cfg.user_fixed,
                  **{int(k): v for k, v in self.state.get("vital_ops", {}).items()}}
         if self.state["stage"] == "proposals":
@@ -179,20 +101,14 @@ class HourNAS:
             proposals = self._make_proposals(fixed)
             if self.chief:
                 proposals.save(self.rundir.file("proposals.json"))
-            self._save_state(stage="nonvital", proposals=proposals.to_json(),
-                             seconds={**self.state["seconds"], "proposals":
-                                      round(time.monotonic() - t0, 3)})
+            self.save_state(stage="nonvital", proposals=proposals.to_json(),
+                            seconds={**self.state["seconds"], "proposals":
+                                     round(time.monotonic() - t0, 3)})
         if self.state["stage"] == "nonvital":
             proposals = Proposals.from_json(self.state["proposals"])
             final = self._stage_nonvital(data, fixed, proposals)
-            self._save_state(stage="done", final_indices=[int(i) for i in final],
-                             seconds={**self.state["seconds"],
-                                      "nonvital": self._elapsed("nonvital")})
+            self.finish_stage("nonvital", "done", final_indices=[int(i) for i in final])
         return self._finish(data)
-
-    def _elapsed(self, stage: str) -> float:
-        """Wall time of a stage, summed over the invocations that worked on it."""
-        return round(self.state.get("partial_seconds", {}).get(stage, 0.0), 3)
 
     # -- stage 1 ---------------------------------------------------------------------------
     def _stage_vital(self, data: SearchData) -> dict[int, int]:
@@ -279,84 +195,45 @@ class HourNAS:
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
         engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
-        checkpoint = tf.train.Checkpoint(net=net, weight_opt=weight_opt, arch_opt=arch_opt,
-                                         step=step_var, **arch.checkpoint_items())
-        directory = os.path.join(self.rundir.checkpoint_dir if self.chief
-                                 else _worker_dir(self.rundir, "checkpoints"), plan.name)
-        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
-        if manager.latest_checkpoint:
-            try:
-                checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as e:
-                raise TfnasError(f"checkpoint {manager.latest_checkpoint} does not fit this "
-                                 f"search ({type(e).__name__}); use another --model_dir") from None
-            self.log(f"resuming stage {plan.name} at step {int(step_var.numpy())}/{plan.total}")
-        elif warm_start is not None:
-            warm_start()
-        weight_step = engine.make_weight_step(net, arch, weight_opt, cfg.sampler, self.strategy,
-                                              return_indices=True)
-        arch_step = engine.make_arch_step(net, arch, arch_opt, cfg.sampler, self.strategy,
-                                          penalty=penalty)
-        progress = Progress(f"stage {plan.name}", plan.total, start=int(step_var.numpy()))
-        t0 = time.monotonic()
-        before = self.state.get("partial_seconds", {}).get(plan.name, 0.0)
-        step = int(step_var.numpy())
-        iterator, current = None, None
-        last_saved = step
+        checkpoint = search_checkpoint(net, weight_opt=weight_opt, arch_opt=arch_opt,
+                                       step=step_var, **arch.checkpoint_items())
+        weight_fn = engine.make_weight_step(net, arch, weight_opt, cfg.sampler, self.strategy,
+                                            return_indices=True)
+        arch_fn = engine.make_arch_step(net, arch, arch_opt, cfg.sampler, self.strategy,
+                                        penalty=penalty)
         sampled = self._expected_cost(arch)
-        while step < plan.total:
-            epoch, phase, batch = plan.locate(step)
-            if current != (epoch, phase):
-                iterator, current = data.epoch(phase, epoch, batch), (epoch, phase)
-            images, labels = next(iterator)
-            if phase == "weights":  # anneals τ: once per iteration
-                loss, indices = weight_step(images, labels)
-                loss, extra = float(loss), 0.0
-                sampled = self.tables.cost(np.asarray(indices))
-            else:
-                loss, extra = (float(v) for v in arch_step(images, labels))
-            if not math.isfinite(loss) or not math.isfinite(extra):
-                raise NaNLoss(f"the {phase} loss became {loss} at stage {plan.name} step {step}; "
-                              f"the last good checkpoint (step {last_saved}) is kept; lower "
-                              "--weight_lr or --arch_lr")
-            step += 1
-            step_var.assign(step)
+
+        def shown() -> dict[str, float]:
+            return {"tau": value(arch.tau), **{f"sampled_{k}": sampled[k] for k in cfg.targets}}
+
+        def weight_step(images, labels, _step):
+            nonlocal sampled
+            loss, indices = weight_fn(images, labels)  # anneals τ: once per iteration
+            sampled = self.tables.cost(np.asarray(indices))
+            return float(loss), 0.0, shown()
+
+        def arch_step(images, labels, _step):
+            loss, extra = arch_fn(images, labels)
+            return float(loss), float(extra), shown()
+
+        def summaries(step: int) -> None:
+            tf.summary.scalar(f"{plan.name}/tau", value(arch.tau))
             expected = self._expected_cost(arch)
-            self._summaries(plan.name, step, phase, loss, extra, arch, expected)
-            progress.update(step, **{f"{phase[:1]}_loss": loss, "tau": _value(arch.tau),
-                                     **{f"sampled_{k}": sampled[k] for k in cfg.targets}})
-            if step % cfg.checkpoint_every == 0 or step == plan.total or plan.locate(
-                    step)[1] != phase:
-                manager.save(checkpoint_number=step)
-                last_saved = step
-                self._save_state(partial_seconds={**self.state.get("partial_seconds", {}),
-                                                  plan.name: before + time.monotonic() - t0})
-        self.state.setdefault("tau_after", {})[plan.name] = _value(arch.tau)
+            for k, target in cfg.targets.items():
+                tf.summary.scalar(f"{plan.name}/expected_{k}_over_target", expected[k] / target)
+
+        self.run_stage(plan, data, checkpoint, weight_step, arch_step, warm_start, summaries)
+        self.state.setdefault("tau_after", {})[plan.name] = value(arch.tau)
         if plan.name == "vital":
-            self.state["tau_after_vital"] = _value(arch.tau)
-        with self.writer.as_default(step=step):
-            probs = np.asarray(arch.probabilities())
-            for i, layer in enumerate(self.cfg.space.layers):
-                tf.summary.histogram(f"{plan.name}/op_probability/{layer.name}",
-                                     np.repeat(np.arange(probs.shape[1]),
-                                               np.round(probs[i] * 1000).astype(int)))
-        self.writer.flush()
+            self.state["tau_after_vital"] = value(arch.tau)
+        self.probability_histograms(plan.name, np.asarray(arch.probabilities()),
+                                    [l.name for l in cfg.space.layers], int(step_var.numpy()))
 
     def _expected_cost(self, arch) -> dict[str, float]:
         """Cost of the architecture distribution at this step: Σ p(op) · table."""
         probs = np.asarray(arch.probabilities())
         return {k: float(self.tables.constants[k] + (probs * self.tables.tables[k]).sum())
                 for k in self.cfg.targets}
-
-    def _summaries(self, stage: str, step: int, phase: str, loss: float, extra: float, arch,
-                   expected: dict[str, float]) -> None:
-        with self.writer.as_default(step=step):
-            tf.summary.scalar(f"{stage}/{phase}_loss", loss)
-            if phase == "arch":
-                tf.summary.scalar(f"{stage}/resource_penalty", extra)
-            tf.summary.scalar(f"{stage}/tau", _value(arch.tau))
-            for k, target in self.cfg.targets.items():
-                tf.summary.scalar(f"{stage}/expected_{k}_over_target", expected[k] / target)
 
     # -- result --------------------------------------------------------------------------
     def _finish(self, data: SearchData) -> dict[str, Any]:
@@ -381,23 +258,8 @@ class HourNAS:
                 f"HourNAS on {space.name}: final op probabilities (red: chosen, *: vital)")
             report.write_arch_json(self.rundir.file("arch.json"), record)
         else:
-            write_json(os.path.join(_worker_dir(self.rundir, "result"), "arch.json"), record)
+            write_json(os.path.join(worker_dir(self.rundir, "result"), "arch.json"), record)
         return record
-
-
-def _value(variable):
-    """A variable's value as numpy (float for scalars), also for distributed variables."""
-    value = tf.convert_to_tensor(variable).numpy()
-    return float(value) if value.ndim == 0 else value
-
-
-def _worker_dir(rundir: RunDir, what: str) -> str:
-    task = os.environ.get("TF_CONFIG", "{}")
-    try:
-        index = json.loads(task).get("task", {}).get("index", 0)
-    except json.JSONDecodeError:
-        index = 0
-    return rundir.file(os.path.join(f".worker{index}", what))
 
 
 def _feasible_vital_choice(tables: CostTables, targets: dict[str, float],
@@ -448,8 +310,8 @@ def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
     cost = tables.cost(best)
     if all(abs(cost[k] / t - 1) <= tolerance for k, t in targets.items()):
         return best
-    j = int(np.argmax(_value(arch.pi)))
-    logits = np.where(arch.allowed, _value(arch.theta)[j] / _value(arch.tau),
+    j = int(np.argmax(value(arch.pi)))
+    logits = np.where(arch.allowed, value(arch.theta)[j] / value(arch.tau),
                       -np.inf)
     logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
     rng = np.random.default_rng(seed)

@@ -14,7 +14,7 @@ from tfnas.errors import TfnasError
 from tfnas.io import write_json
 
 # Flags that change how a run is executed, not what it computes: they may differ on resume.
-RUN_CONTROL = frozenset({"model_dir", "strategy", "tpu", "checkpoint_every", "stop_after_steps",
+RUN_CONTROL = frozenset({"model_dir", "strategy", "tpu", "checkpoint_every",
                          "data_dir"})
 
 

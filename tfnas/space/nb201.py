@@ -39,8 +39,8 @@ class EdgeChoice(Choice):
 class NB201Space(SearchSpace):
     """NAS-Bench-201's cell space with its standard macro net (C, N configurable)."""
 
-    def __init__(self, channels: int = 16, cells_per_stage: int = 5):
-        self.name = "nb201"
+    def __init__(self, channels: int = 16, cells_per_stage: int = 5, name: str = "nb201"):
+        self.name = name
         self.ops = NB201_OPS
         self.channels = channels
         self.cells_per_stage = cells_per_stage

@@ -7,8 +7,9 @@ Keras Tuner form: any oracle (SETNOracle, TNASOracle, keras_tuner's own) propose
 trial's metrics. The scorer returns the objective as a float or a dict of metrics; it may
 also register hyperparameters on the fly, like a hypermodel's `build`.
 
-The supernet scorer is supplied by the caller (the one-shot search builds it from its trained
-supernet); this class never invents a score. There is no model per trial, so
+`supernet_scorer` turns a `tfnas.engine.scoring.OneShotScorer` (a trained supernet and fixed
+validation batches) into such a scorer for the hyperparameters of a tfnas space; this class
+never invents a score. There is no model per trial, so
 `get_best_models` does not apply: use `get_best_hyperparameters`.
 """
 
@@ -17,6 +18,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import keras_tuner
+
+from tfnas.space.base import SearchSpace
+from tfnas.tuner.spaces import genotype_from_values
 
 Scorer = Callable[..., "float | dict[str, float]"]
 
@@ -37,3 +41,13 @@ class OneShotTuner(keras_tuner.Tuner):
     def get_best_models(self, num_models: int = 1):
         raise NotImplementedError(
             "OneShotTuner trains no model per trial; use get_best_hyperparameters()")
+
+
+def supernet_scorer(space: SearchSpace, scorer: Callable) -> Scorer:
+    """A `OneShotTuner` scorer: the trial's values (`space_hyperparameters(space)`) name a
+    genotype, and `scorer(op indices)` (e.g. `OneShotScorer`) returns its metrics."""
+
+    def score(hyperparameters, *args, **kwargs):
+        return scorer(genotype_from_values(space, hyperparameters.values).indices())
+
+    return score

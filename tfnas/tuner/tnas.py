@@ -97,6 +97,16 @@ class TNASOracle(SamplerOracle):
             return space.uniform(rng, 64)
         return self.vae_samples(space)
 
+    def draw(self, space: DecisionSpace, rows: np.ndarray, scores: np.ndarray,
+             rng: np.random.Generator) -> np.ndarray:
+        """One architecture from Gamma (eq. 11) given the history `rows`/`scores`: a VAE
+        sample with probability epsilon, else uniform. Repeats are allowed: this is the
+        sampler of TNAS's one-shot supernet training, not a trial proposer."""
+        self.update_vae(space, rows, scores)
+        if self._weights is not None and rng.random() < self.epsilon(len(rows)):
+            return self._pool[int(rng.integers(len(self._pool)))]
+        return space.uniform(rng, 1)[0]
+
     def get_state(self):
         state = super().get_state()
         completed = sum(self.trials[t].status == "COMPLETED" for t in self.end_order

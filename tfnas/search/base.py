@@ -1,0 +1,172 @@
+"""What every supernet search shares: the run state, and one resumable training loop.
+
+A search is a sequence of stages recorded in DIR/state.json. A training stage alternates
+weight steps (weight split) and architecture steps (architecture split) as `StagePlan` lays
+them out; `run_stage` checkpoints everything it is given every `checkpoint_every` steps and at
+each phase change, resumes from the latest checkpoint, stops on a NaN loss keeping the last
+good checkpoint, shows progress and writes TensorBoard scalars. The algorithms (HourNAS,
+SETN, TNAS) differ only in what a step does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from tfnas.errors import TfnasError
+from tfnas.io import write_json
+from tfnas.search.data import SearchData
+from tfnas.search.progress import Progress
+from tfnas.search.rundir import RunDir
+
+# A step: (images, labels, global step) -> (loss, penalty or 0, values for the progress line).
+Step = Callable[[Any, Any, int], "tuple[float, float, dict[str, float]]"]
+
+
+class NaNLoss(TfnasError):
+    pass
+
+
+@dataclasses.dataclass
+class StagePlan:
+    name: str
+    epochs: int
+    weight_steps: int
+    arch_steps: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.weight_steps + self.arch_steps
+
+    @property
+    def total(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def locate(self, step: int) -> tuple[int, str, int]:
+        """(epoch, "weights"|"arch", batch index within that phase) of a global step."""
+        epoch, within = divmod(step, self.steps_per_epoch)
+        if within < self.weight_steps:
+            return epoch, "weights", within
+        return epoch, "arch", within - self.weight_steps
+
+
+class SupernetSearch:
+    """Run state (DIR/state.json), TensorBoard writer and the stage loop of one search."""
+
+    first_stage = "train"
+
+    def __init__(self, rundir: RunDir, chief: bool = True, checkpoint_every: int = 50,
+                 log: Callable[[str], None] = print):
+        self.rundir, self.chief, self.log = rundir, chief, log
+        self.checkpoint_every = checkpoint_every
+        self.state_path = rundir.file("state.json")
+        self.state = self._load_state()
+        self.writer = tf.summary.create_file_writer(
+            rundir.tensorboard_dir if chief else worker_dir(rundir, "tensorboard"))
+
+    def _load_state(self) -> dict[str, Any]:
+        if os.path.exists(self.state_path):
+            with open(self.state_path) as f:
+                return json.load(f)
+        return {"stage": self.first_stage, "seconds": {}}
+
+    def save_state(self, **updates) -> None:
+        self.state.update(updates)
+        if self.chief:
+            write_json(self.state_path, self.state)
+
+    def elapsed(self, stage: str) -> float:
+        """Wall time of a stage, summed over the invocations that worked on it."""
+        return round(self.state.get("partial_seconds", {}).get(stage, 0.0), 3)
+
+    def finish_stage(self, stage: str, next_stage: str, **updates) -> None:
+        self.save_state(stage=next_stage, **updates,
+                        seconds={**self.state["seconds"], stage: self.elapsed(stage)})
+
+    def run_stage(self, plan: StagePlan, data: SearchData, checkpoint: tf.train.Checkpoint,
+                  weight_step: Step, arch_step: Step | None,
+                  warm_start: Callable[[], None] | None = None,
+                  summaries: Callable[[int], None] | None = None) -> None:
+        """Runs `plan` from its checkpoint (or from scratch, after `warm_start`).
+
+        `checkpoint` must hold everything the steps change, including a scalar int64
+        variable `step`. `summaries(step)` may write extra TensorBoard values.
+        """
+        step_var = checkpoint.step
+        directory = os.path.join(self.rundir.checkpoint_dir if self.chief
+                                 else worker_dir(self.rundir, "checkpoints"), plan.name)
+        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
+        if manager.latest_checkpoint:
+            try:
+                checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            except (tf.errors.OpError, AssertionError, ValueError) as e:
+                raise TfnasError(f"checkpoint {manager.latest_checkpoint} does not fit this "
+                                 f"search ({type(e).__name__}); use another --model_dir") from None
+            self.log(f"resuming stage {plan.name} at step {int(step_var.numpy())}/{plan.total}")
+        elif warm_start is not None:
+            warm_start()
+        progress = Progress(f"stage {plan.name}", plan.total, start=int(step_var.numpy()))
+        t0 = time.monotonic()
+        before = self.state.get("partial_seconds", {}).get(plan.name, 0.0)
+        step = int(step_var.numpy())
+        iterator, current, last_saved = None, None, step
+        while step < plan.total:
+            epoch, phase, batch = plan.locate(step)
+            if current != (epoch, phase):
+                iterator, current = data.epoch(phase, epoch, batch), (epoch, phase)
+            images, labels = next(iterator)
+            run = weight_step if phase == "weights" or arch_step is None else arch_step
+            loss, extra, shown = run(images, labels, step)
+            if not math.isfinite(loss) or not math.isfinite(extra):
+                raise NaNLoss(f"the {phase} loss became {loss} at stage {plan.name} step {step}; "
+                              f"the last good checkpoint (step {last_saved}) is kept; lower "
+                              "--weight_lr or --arch_lr")
+            step += 1
+            step_var.assign(step)
+            with self.writer.as_default(step=step):
+                tf.summary.scalar(f"{plan.name}/{phase}_loss", loss)
+                if phase == "arch" and extra:
+                    tf.summary.scalar(f"{plan.name}/resource_penalty", extra)
+                if summaries is not None:
+                    summaries(step)
+            progress.update(step, **{f"{phase[:1]}_loss": loss, **shown})
+            if step % self.checkpoint_every == 0 or step == plan.total or plan.locate(
+                    step)[1] != phase:
+                manager.save(checkpoint_number=step)
+                last_saved = step
+                self.save_state(partial_seconds={**self.state.get("partial_seconds", {}),
+                                                 plan.name: before + time.monotonic() - t0})
+        self.writer.flush()
+
+    def probability_histograms(self, stage: str, probs: np.ndarray, names: list[str],
+                               step: int) -> None:
+        """TensorBoard histograms of the op probabilities of each layer."""
+        with self.writer.as_default(step=step):
+            for i, name in enumerate(names):
+                tf.summary.histogram(f"{stage}/op_probability/{name}",
+                                     np.repeat(np.arange(probs.shape[1]),
+                                               np.round(probs[i] * 1000).astype(int)))
+        self.writer.flush()
+
+
+def worker_dir(rundir: RunDir, what: str) -> str:
+    """Where a non-chief worker of a multi-worker run keeps its own files."""
+    task = os.environ.get("TF_CONFIG", "{}")
+    try:
+        index = json.loads(task).get("task", {}).get("index", 0)
+    except json.JSONDecodeError:
+        index = 0
+    return rundir.file(os.path.join(f".worker{index}", what))
+
+
+def value(variable):
+    """A variable's value as numpy (float for scalars), also for distributed variables."""
+    v = tf.convert_to_tensor(variable).numpy()
+    return float(v) if v.ndim == 0 else v

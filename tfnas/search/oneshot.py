@@ -1,0 +1,335 @@
+"""SETN and TNAS one-shot searches on any space with a supernet (nb201, the MBConv spaces).
+
+Stage "train" trains the supernet (and the sampler) alternating weight steps on the weight
+split and architecture steps on the architecture split; stage "select" picks the result with
+the shared weights. What a step does depends on the algorithm:
+
+- `setn` (Dong & Yang): uniform single-path template training; the evaluator θ (a
+  categorical distribution per decision) is trained on validation batches through the
+  relaxed (softmax) forward. Selection (`--setn_selection`):
+    paper   T candidates sampled from the evaluator, de-duplicated, the lowest one-shot
+            validation loss wins (SETN §4).
+    topk    the authors' public code: the K most probable of the T candidates under the
+            evaluator, the highest one-shot validation accuracy wins.
+    random  SETN-RAND: T uniform candidates, lowest one-shot validation loss.
+- `tnas` (Yan et al.) with `--tnas_mode`:
+    oneshot   weight steps on paths from Gamma = (1-eps) U + eps p(a|z) (eq. 11); each
+              architecture step scores a Gamma path on a validation batch, and the VAE
+              learns from the best scored paths. Then an evolutionary search seeded by VAE
+              samples, fitness = one-shot validation accuracy.
+    gradient  weight steps on paths from the VAE (eq. 12; uniform until it is first
+              trained), architecture steps train θ with Gumbel-Max; the VAE learns from the
+              paths those steps draw and their validation losses. The result is argmax θ.
+
+The VAE's history lives in the checkpoint and the VAE is rebuilt from it on resume, so a
+resumed search ends as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import keras
+import keras_tuner
+import numpy as np
+import tensorflow as tf
+
+from tfnas import engine
+from tfnas.cost.tables import cost_tables
+from tfnas.engine.checkpoint import search_checkpoint
+from tfnas.engine.scoring import OneShotScorer
+from tfnas.io import write_json
+from tfnas.nn.sampling import ArchParams
+from tfnas.nn.supernets import make_supernet
+from tfnas.samplers import selection
+from tfnas.search import report
+from tfnas.search.base import StagePlan, SupernetSearch, value, worker_dir
+from tfnas.search.data import SearchData
+from tfnas.search.rundir import RunDir
+from tfnas.space.base import SearchSpace
+from tfnas.space.genotype import Genotype
+from tfnas.space.nb201 import NB201Space, to_nb201_string
+
+SETN_SELECTIONS = ("paper", "topk", "random")
+TNAS_MODES = ("oneshot", "gradient")
+
+
+@dataclasses.dataclass
+class OneShotConfig:
+    space: SearchSpace
+    algorithm: str  # setn | tnas
+    targets: dict[str, float]
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    num_classes: int = 0
+    weight_fraction: float = 0.8
+    max_images: int = 0
+    image_size: int = 32
+    width_multiplier: float = 0.5
+    batch_size: int = 32
+    epochs: int = 1
+    steps_per_epoch: int = 0
+    weight_lr: float = 0.05
+    weight_decay: float = 4e-5
+    arch_lr: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 50
+    latency_table: str | None = None
+    setn_selection: str = "paper"
+    num_candidates: int = 1000
+    top_k: int = 10
+    eval_batches: int = 2
+    tnas_mode: str = "oneshot"
+    eps_inc: float = 0.05
+    population: int = 20
+    generations: int = 5
+
+
+class OneShotSearch(SupernetSearch):
+    """`run()` trains the supernet, selects the architecture and returns the arch.json
+    record."""
+
+    def __init__(self, cfg: OneShotConfig, data: SearchData, rundir: RunDir,
+                 strategy: tf.distribute.Strategy, chief: bool = True,
+                 flags_record: dict | None = None, log: Callable[[str], None] = print):
+        super().__init__(rundir, chief, cfg.checkpoint_every, log)
+        self.cfg, self.data, self.strategy = cfg, data, strategy
+        self.flags_record = flags_record or {}
+        self.tables = cost_tables(cfg.space)
+        if cfg.latency_table:
+            self.tables = self.tables.with_latency(cfg.latency_table)
+        self.decisions = _decision_space(cfg.space)
+        with strategy.scope():
+            keras.utils.set_random_seed(cfg.seed * 7 + 5)
+            self.net = make_supernet(cfg.space, data.num_classes,
+                                     (cfg.image_size, cfg.image_size, 3), cfg.width_multiplier)
+            mode_tau = 1.0 if cfg.algorithm == "setn" else 5.0
+            self.arch = ArchParams(self.net.allowed_mask(), tau=mode_tau,
+                                   tau_decay=1.0 if cfg.algorithm == "setn" else 0.9999,
+                                   seed=cfg.seed)
+        self.weights_file = rundir.file("supernet.weights.h5")
+        self.theta_file = rundir.file("theta.npy")
+
+    @property
+    def name(self) -> str:
+        cfg = self.cfg
+        return (f"setn ({cfg.setn_selection} selection)" if cfg.algorithm == "setn"
+                else f"tnas ({cfg.tnas_mode})")
+
+    def run(self) -> dict[str, Any]:
+        if self.state["stage"] == "train":
+            history = self._train()
+            self._save_supernet()
+            self.finish_stage("train", "select", history=history)
+        if self.state["stage"] == "select":
+            self._load_supernet()
+            final, info = self._select()
+            self.finish_stage("select", "done", final_indices=[int(i) for i in final],
+                              selection=info)
+        return self._finish()
+
+    # -- stage "train" ---------------------------------------------------------------------
+    def _train(self) -> dict[str, list]:
+        cfg, data, net, arch = self.cfg, self.data, self.net, self.arch
+        plan = StagePlan("train", cfg.epochs, data.weight_steps, data.arch_steps)
+        capacity = plan.epochs * plan.arch_steps
+        with self.strategy.scope():
+            weight_opt = keras.optimizers.SGD(cfg.weight_lr, momentum=0.9,
+                                              weight_decay=cfg.weight_decay)
+            arch_opt = keras.optimizers.Adam(cfg.arch_lr)
+            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            hist_rows = tf.Variable(np.zeros((capacity, net.num_layers), np.int32),
+                                    trainable=False, name="history_rows")
+            hist_scores = tf.Variable(np.zeros(capacity, np.float32), trainable=False,
+                                      name="history_scores")
+            hist_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="history_count")
+        engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
+        engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
+        checkpoint = search_checkpoint(net, weight_opt=weight_opt, arch_opt=arch_opt,
+                                       step=step_var, history_rows=hist_rows,
+                                       history_scores=hist_scores, history_count=hist_count,
+                                       **arch.checkpoint_items())
+
+        def history() -> tuple[np.ndarray, np.ndarray]:
+            n = int(hist_count.numpy())
+            rows = np.asarray(value(hist_rows))[:n]
+            tokens = self._token_rows(rows)
+            return tokens, np.asarray(value(hist_scores))[:n].astype(np.float64)
+
+        def record(indices, score: float) -> None:
+            n = int(hist_count.numpy())
+            hist_rows[n].assign(np.asarray(indices, np.int32))
+            hist_scores[n].assign(score)
+            hist_count.assign(n + 1)
+
+        tnas = self._tnas_oracle() if cfg.algorithm == "tnas" else None
+
+        def gamma_path(step: int) -> np.ndarray:
+            rows, scores = history()
+            rng = np.random.default_rng([cfg.seed, 17, step])
+            return self._indices(tnas.draw(self.decisions, rows, scores, rng))
+
+        if cfg.algorithm == "setn":
+            weight_fn = engine.make_weight_step(net, arch, weight_opt, "uniform", self.strategy)
+            arch_fn = engine.make_arch_step(net, arch, arch_opt, "softmax", self.strategy)
+
+            def weight_step(images, labels, _step):
+                return float(weight_fn(images, labels)), 0.0, {}
+
+            def arch_step(images, labels, _step):
+                loss, _ = arch_fn(images, labels)
+                return float(loss), 0.0, {"max_p": float(np.max(arch.probabilities()))}
+        else:
+            weight_fn = engine.make_weight_step(net, arch, weight_opt, "fixed", self.strategy)
+            eval_fn = engine.make_eval_step(net, self.strategy)
+            arch_fn = engine.make_arch_step(net, arch, arch_opt, "gumbel_max", self.strategy,
+                                            return_indices=True)
+
+            def weight_step(images, labels, step):
+                path = tf.constant(gamma_path(step), tf.int32)
+                return float(weight_fn(images, labels, path)), 0.0, {
+                    "eps": tnas.epsilon(int(hist_count.numpy()))}
+
+            def arch_step(images, labels, step):
+                if cfg.tnas_mode == "gradient":
+                    loss, _, indices = arch_fn(images, labels)
+                    loss = float(loss)
+                else:
+                    indices = gamma_path(step)
+                    total, _hits = eval_fn(images, labels, tf.constant(indices, tf.int32))
+                    loss = float(total) / cfg.batch_size
+                record(np.asarray(indices), -loss)
+                return loss, 0.0, {"scored": int(hist_count.numpy())}
+
+        self.run_stage(plan, data, checkpoint, weight_step, arch_step)
+        self.probability_histograms("train", np.asarray(arch.probabilities()),
+                                    [c.name for c in cfg.space.choices], int(step_var.numpy()))
+        rows, scores = history()
+        return {"indices": [self._indices(r).tolist() for r in rows],
+                "scores": [round(float(s), 6) for s in scores]}
+
+    def _tnas_oracle(self):
+        from tfnas.tuner.tnas import TNASOracle
+        return TNASOracle(objective=keras_tuner.Objective("score", "max"), max_trials=1,
+                          hyperparameters=self.decisions.hyperparameters, seed=self.cfg.seed,
+                          num_initial_points=max(2, self.cfg.top_k // 2),
+                          eps_inc=1.0 if self.cfg.tnas_mode == "gradient" else self.cfg.eps_inc,
+                          eps_max=1.0, top_k=self.cfg.top_k, retrain_every=max(
+                              2, self.cfg.top_k // 2))
+
+    def _save_supernet(self) -> None:
+        if not self.chief:
+            return
+        tmp = self.weights_file[:-len(".weights.h5")] + ".tmp.weights.h5"
+        self.net.save_weights(tmp)
+        os.replace(tmp, self.weights_file)
+        tmp = self.theta_file + ".tmp.npy"
+        np.save(tmp, np.asarray(value(self.arch.theta)))
+        os.replace(tmp, self.theta_file)
+
+    def _load_supernet(self) -> None:
+        weights = self.weights_file if self.chief else None
+        if weights and os.path.exists(weights):
+            self.net.load_weights(weights)
+            self.arch.theta.assign(np.load(self.theta_file))
+        else:  # a worker: its own copy of the final training checkpoint
+            checkpoint = search_checkpoint(self.net, theta=self.arch.theta)
+            directory = os.path.join(worker_dir(self.rundir, "checkpoints") if not self.chief
+                                     else self.rundir.checkpoint_dir, "train")
+            checkpoint.restore(tf.train.latest_checkpoint(directory)).expect_partial()
+
+    # -- stage "select" --------------------------------------------------------------------
+    def _select(self) -> tuple[np.ndarray, dict[str, Any]]:
+        cfg, net = self.cfg, self.net
+        allowed = net.allowed_mask()
+        scorer = OneShotScorer(net, self.data.validation_batches(cfg.eval_batches),
+                               cfg.batch_size, self.strategy)
+        rng = np.random.default_rng([cfg.seed, 23])
+        if cfg.algorithm == "tnas" and cfg.tnas_mode == "gradient":
+            final = self.arch.derive()
+            return final, {"method": "argmax theta", **scorer(final)}
+        if cfg.algorithm == "tnas":
+            hist = self.state.get("history", {"indices": [], "scores": []})
+            tnas = self._tnas_oracle()
+            rows = self._token_rows(hist["indices"])
+            scores = np.array(hist["scores"], np.float64)
+            seeds = np.array([self._indices(tnas.draw(self.decisions, rows, scores, rng))
+                              for _ in range(cfg.population)])
+            self.log(f"evolution: {cfg.generations} generations of {cfg.population}, "
+                     "seeded by VAE samples")
+            best, fit = selection.evolve(
+                lambda r: scorer(r)["accuracy"] - 1e-3 * scorer(r)["loss"], seeds, allowed,
+                cfg.generations, cfg.population, rng,
+                progress=lambda g, f: self.log(f"  generation {g}: best fitness {f:.4f}"))
+            return best, {"method": "evolution seeded by VAE samples",
+                          "evaluated": len(scorer.cache), **scorer(best)}
+        probs = (selection.uniform_probs(allowed) if cfg.setn_selection == "random"
+                 else np.asarray(self.arch.probabilities()))
+        candidates = selection.sample_rows(probs, allowed, cfg.num_candidates, rng)
+        if cfg.setn_selection == "topk":
+            order = np.argsort(-selection.log_prob(probs, candidates), kind="stable")
+            candidates = candidates[order[:cfg.top_k]]
+            fitness = lambda r: scorer(r)["accuracy"]  # noqa: E731
+        else:
+            fitness = lambda r: -scorer(r)["loss"]  # noqa: E731
+        self.log(f"scoring {len(candidates)} candidates with the shared weights "
+                 f"({cfg.setn_selection} selection)")
+        best, _ = selection.best_of(_progress_rows(candidates, self.log), fitness)
+        return best, {"method": cfg.setn_selection, "candidates": len(candidates),
+                      **scorer(best)}
+
+    # -- result -----------------------------------------------------------------------------
+    def _finish(self) -> dict[str, Any]:
+        cfg, space = self.cfg, self.cfg.space
+        genotype = Genotype.from_indices(space, self.state["final_indices"])
+        extra = {"algorithm": cfg.algorithm, "search": self.name, "seed": cfg.seed,
+                 "dataset": cfg.dataset, "num_classes": self.data.num_classes,
+                 "proxy": {"image_size": cfg.image_size,
+                           "width_multiplier": cfg.width_multiplier},
+                 "selection": self.state.get("selection", {}),
+                 "stages": {k: {"seconds": v} for k, v in self.state["seconds"].items()},
+                 "flags": self.flags_record}
+        if isinstance(space, NB201Space):
+            extra["nb201_string"] = to_nb201_string(genotype)
+        record = report.result_record(genotype, self.tables, cfg.targets, extra)
+        if self.chief:
+            probs = np.asarray(self.arch.probabilities())
+            report.plot_probabilities(
+                self.rundir.file("arch_probs.png"), probs, space.legal_mask(), list(space.ops),
+                [c.name for c in space.choices], space.vital_mask(), genotype.indices(),
+                f"{self.name} on {space.name}: final op probabilities (red: chosen)")
+            report.write_arch_json(self.rundir.file("arch.json"), record)
+        else:
+            write_json(os.path.join(worker_dir(self.rundir, "result"), "arch.json"), record)
+        return record
+
+    # -- token rows (the TNAS oracle's encoding) <-> op indices ------------------------------
+    def _tokens(self, indices) -> np.ndarray:
+        genotype = Genotype.from_indices(self.cfg.space, [int(i) for i in indices])
+        return self.decisions.encode({c.name: op for c, op in
+                                      zip(self.cfg.space.choices, genotype.ops)})
+
+    def _token_rows(self, rows) -> np.ndarray:
+        return np.array([self._tokens(r) for r in rows], np.int64).reshape(
+            len(rows), len(self.decisions))
+
+    def _indices(self, tokens) -> np.ndarray:
+        from tfnas.tuner.spaces import genotype_from_values
+        values = self.decisions.decode(tokens)
+        return np.asarray(genotype_from_values(self.cfg.space, values).indices())
+
+
+def _decision_space(space: SearchSpace):
+    from tfnas.tuner.encoding import DecisionSpace
+    from tfnas.tuner.spaces import space_hyperparameters
+    return DecisionSpace(space_hyperparameters(space))
+
+
+def _progress_rows(rows: np.ndarray, log: Callable[[str], None]):
+    every = max(1, len(rows) // 10)
+    for i, row in enumerate(rows, start=1):
+        yield row
+        if i % every == 0 or i == len(rows):
+            log(f"  scored {i}/{len(rows)}")
