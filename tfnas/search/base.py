@@ -22,9 +22,13 @@ import tensorflow as tf
 
 from tfnas.errors import TfnasError
 from tfnas.io import write_json
+from tfnas.cost.tables import CostTables
+from tfnas.search import report
 from tfnas.search.data import SearchData
 from tfnas.search.progress import Progress
 from tfnas.search.rundir import RunDir
+from tfnas.space.base import SearchSpace
+from tfnas.space.genotype import Genotype
 
 # A step: (images, labels, global step) -> (loss, penalty or 0, values for the progress line).
 Step = Callable[[Any, Any, int], "tuple[float, float, dict[str, float]]"]
@@ -32,6 +36,29 @@ Step = Callable[[Any, Any, int], "tuple[float, float, dict[str, float]]"]
 
 class NaNLoss(TfnasError):
     pass
+
+
+@dataclasses.dataclass
+class CommonConfig:
+    """What every search takes: space, targets, data, proxy network, optimizers, run."""
+
+    space: SearchSpace
+    targets: dict[str, float]
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    num_classes: int = 0
+    weight_fraction: float = 0.8
+    max_images: int = 0
+    image_size: int = 32
+    width_multiplier: float = 0.5
+    batch_size: int = 32
+    steps_per_epoch: int = 0
+    weight_lr: float = 0.1
+    weight_decay: float = 4e-5
+    arch_lr: float = 0.01
+    seed: int = 0
+    checkpoint_every: int = 50
+    latency_table: str | None = None
 
 
 @dataclasses.dataclass
@@ -63,8 +90,9 @@ class SupernetSearch:
     first_stage = "train"
 
     def __init__(self, rundir: RunDir, chief: bool = True, checkpoint_every: int = 50,
-                 log: Callable[[str], None] = print):
+                 flags_record: dict | None = None, log: Callable[[str], None] = print):
         self.rundir, self.chief, self.log = rundir, chief, log
+        self.flags_record = flags_record or {}
         self.checkpoint_every = checkpoint_every
         self.state_path = rundir.file("state.json")
         self.state = self._load_state()
@@ -144,6 +172,26 @@ class SupernetSearch:
                 self.save_state(partial_seconds={**self.state.get("partial_seconds", {}),
                                                  plan.name: before + time.monotonic() - t0})
         self.writer.flush()
+
+    def write_result(self, cfg: CommonConfig, genotype: Genotype, tables: CostTables,
+                     num_classes: int, probs: np.ndarray, title: str,
+                     extra: dict[str, Any]) -> dict[str, Any]:
+        """DIR/arch.json (SPEC §5 plus the run's settings and stage times) and
+        DIR/arch_probs.png; a non-chief worker writes its own copy of the record only."""
+        space = cfg.space
+        record = report.result_record(genotype, tables, cfg.targets, {
+            **extra, "seed": cfg.seed, "dataset": cfg.dataset, "num_classes": num_classes,
+            "proxy": {"image_size": cfg.image_size, "width_multiplier": cfg.width_multiplier},
+            "stages": {k: {"seconds": v} for k, v in self.state["seconds"].items()},
+            "flags": self.flags_record})
+        if self.chief:
+            report.plot_probabilities(
+                self.rundir.file("arch_probs.png"), probs, space.legal_mask(), list(space.ops),
+                [c.name for c in space.choices], space.vital_mask(), genotype.indices(), title)
+            report.write_arch_json(self.rundir.file("arch.json"), record)
+        else:
+            write_json(os.path.join(worker_dir(self.rundir, "result"), "arch.json"), record)
+        return record
 
     def probability_histograms(self, stage: str, probs: np.ndarray, names: list[str],
                                step: int) -> None:

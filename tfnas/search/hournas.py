@@ -22,37 +22,25 @@ from tfnas import engine
 from tfnas.cost.tables import CostTables, cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.errors import TfnasError
-from tfnas.io import write_json
 from tfnas.nn.sampling import ArchParams
 from tfnas.nn.supernet import SuperNet
 from tfnas.proposals.budget import describe_ranges, feasible_ranges, make_budget
 from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
 from tfnas.proposals.selector import Proposals
-from tfnas.search import report
-from tfnas.search.base import StagePlan, SupernetSearch, value, worker_dir
+from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value
 from tfnas.search.data import SearchData
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
 from tfnas.space.genotype import Genotype
-from tfnas.space.mbconv import MBConvSpace
 
 
 @dataclasses.dataclass
-class SearchConfig:
-    space: MBConvSpace
-    targets: dict[str, float]
-    user_fixed: dict[int, int]
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    num_classes: int = 0
-    weight_fraction: float = 0.8
-    max_images: int = 0
-    image_size: int = 32
-    width_multiplier: float = 0.5
-    batch_size: int = 32
+class SearchConfig(CommonConfig):
+    """HourNAS's settings (`space` is an MBConvSpace)."""
+
+    user_fixed: dict[int, int] = dataclasses.field(default_factory=dict)
     vital_epochs: int = 1
     nonvital_epochs: int = 1
-    steps_per_epoch: int = 0
     two_stage: bool = True
     sampler: str = "gumbel_max"
     tau: float = 5.0
@@ -61,12 +49,6 @@ class SearchConfig:
     beta: float = 1e-2
     num_proposals: int = 8
     proposal_iterations: int = 1000
-    weight_lr: float = 0.1
-    weight_decay: float = 4e-5
-    arch_lr: float = 0.01
-    seed: int = 0
-    checkpoint_every: int = 50
-    latency_table: str | None = None
 
 
 class HourNAS(SupernetSearch):
@@ -79,9 +61,8 @@ class HourNAS(SupernetSearch):
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
         if not cfg.two_stage:
             self.first_stage = "proposals"
-        super().__init__(rundir, chief, cfg.checkpoint_every, log)
+        super().__init__(rundir, chief, cfg.checkpoint_every, flags_record, log)
         self.cfg, self.data, self.strategy = cfg, data, strategy
-        self.flags_record = flags_record or {}
         self.tables = cost_tables(cfg.space)
         if cfg.latency_table:
             self.tables = self.tables.with_latency(cfg.latency_table)
@@ -240,26 +221,14 @@ class HourNAS(SupernetSearch):
         space = self.cfg.space
         genotype = Genotype.from_indices(space, self.state["final_indices"])
         extra = {"algorithm": "hournas", "two_stage": self.cfg.two_stage,
-                 "sampler": self.cfg.sampler, "seed": self.cfg.seed,
-                 "dataset": self.cfg.dataset, "num_classes": data.num_classes,
-                 "proxy": {"image_size": self.cfg.image_size,
-                           "width_multiplier": self.cfg.width_multiplier},
+                 "sampler": self.cfg.sampler,
                  "vital_ops": {space.layers[int(k)].name: space.ops[v]
-                               for k, v in self.state.get("vital_ops", {}).items()},
-                 "stages": {k: {"seconds": v} for k, v in self.state["seconds"].items()},
-                 "flags": self.flags_record}
-        record = report.result_record(genotype, self.tables, self.cfg.targets, extra)
-        if self.chief:
-            probs = np.array(self.state.get("final_probabilities",
-                                            np.eye(space.num_ops)[genotype.indices()]))
-            report.plot_probabilities(
-                self.rundir.file("arch_probs.png"), probs, space.legal_mask(), list(space.ops),
-                [l.name for l in space.layers], space.vital_mask(), genotype.indices(),
-                f"HourNAS on {space.name}: final op probabilities (red: chosen, *: vital)")
-            report.write_arch_json(self.rundir.file("arch.json"), record)
-        else:
-            write_json(os.path.join(worker_dir(self.rundir, "result"), "arch.json"), record)
-        return record
+                               for k, v in self.state.get("vital_ops", {}).items()}}
+        probs = np.array(self.state.get("final_probabilities",
+                                        np.eye(space.num_ops)[genotype.indices()]))
+        return self.write_result(
+            self.cfg, genotype, self.tables, data.num_classes, probs,
+            f"HourNAS on {space.name}: final op probabilities (red: chosen, *: vital)", extra)
 
 
 def _feasible_vital_choice(tables: CostTables, targets: dict[str, float],

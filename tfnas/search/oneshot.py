@@ -40,12 +40,10 @@ from tfnas import engine
 from tfnas.cost.tables import cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.engine.scoring import OneShotScorer
-from tfnas.io import write_json
 from tfnas.nn.sampling import ArchParams
 from tfnas.nn.supernets import make_supernet
 from tfnas.samplers import selection
-from tfnas.search import report
-from tfnas.search.base import StagePlan, SupernetSearch, value, worker_dir
+from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value, worker_dir
 from tfnas.search.data import SearchData
 from tfnas.search.rundir import RunDir
 from tfnas.space.base import SearchSpace
@@ -57,26 +55,9 @@ TNAS_MODES = ("oneshot", "gradient")
 
 
 @dataclasses.dataclass
-class OneShotConfig:
-    space: SearchSpace
-    algorithm: str  # setn | tnas
-    targets: dict[str, float]
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    num_classes: int = 0
-    weight_fraction: float = 0.8
-    max_images: int = 0
-    image_size: int = 32
-    width_multiplier: float = 0.5
-    batch_size: int = 32
+class OneShotConfig(CommonConfig):
+    algorithm: str = "setn"  # setn | tnas
     epochs: int = 1
-    steps_per_epoch: int = 0
-    weight_lr: float = 0.05
-    weight_decay: float = 4e-5
-    arch_lr: float = 0.01
-    seed: int = 0
-    checkpoint_every: int = 50
-    latency_table: str | None = None
     setn_selection: str = "paper"
     num_candidates: int = 1000
     top_k: int = 10
@@ -94,9 +75,8 @@ class OneShotSearch(SupernetSearch):
     def __init__(self, cfg: OneShotConfig, data: SearchData, rundir: RunDir,
                  strategy: tf.distribute.Strategy, chief: bool = True,
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
-        super().__init__(rundir, chief, cfg.checkpoint_every, log)
+        super().__init__(rundir, chief, cfg.checkpoint_every, flags_record, log)
         self.cfg, self.data, self.strategy = cfg, data, strategy
-        self.flags_record = flags_record or {}
         self.tables = cost_tables(cfg.space)
         if cfg.latency_table:
             self.tables = self.tables.with_latency(cfg.latency_table)
@@ -284,26 +264,14 @@ class OneShotSearch(SupernetSearch):
     def _finish(self) -> dict[str, Any]:
         cfg, space = self.cfg, self.cfg.space
         genotype = Genotype.from_indices(space, self.state["final_indices"])
-        extra = {"algorithm": cfg.algorithm, "search": self.name, "seed": cfg.seed,
-                 "dataset": cfg.dataset, "num_classes": self.data.num_classes,
-                 "proxy": {"image_size": cfg.image_size,
-                           "width_multiplier": cfg.width_multiplier},
-                 "selection": self.state.get("selection", {}),
-                 "stages": {k: {"seconds": v} for k, v in self.state["seconds"].items()},
-                 "flags": self.flags_record}
+        extra = {"algorithm": cfg.algorithm, "search": self.name,
+                 "selection": self.state.get("selection", {})}
         if isinstance(space, NB201Space):
             extra["nb201_string"] = to_nb201_string(genotype)
-        record = report.result_record(genotype, self.tables, cfg.targets, extra)
-        if self.chief:
-            probs = np.asarray(self.arch.probabilities())
-            report.plot_probabilities(
-                self.rundir.file("arch_probs.png"), probs, space.legal_mask(), list(space.ops),
-                [c.name for c in space.choices], space.vital_mask(), genotype.indices(),
-                f"{self.name} on {space.name}: final op probabilities (red: chosen)")
-            report.write_arch_json(self.rundir.file("arch.json"), record)
-        else:
-            write_json(os.path.join(worker_dir(self.rundir, "result"), "arch.json"), record)
-        return record
+        return self.write_result(
+            cfg, genotype, self.tables, self.data.num_classes,
+            np.asarray(self.arch.probabilities()),
+            f"{self.name} on {space.name}: final op probabilities (red: chosen)", extra)
 
     # -- token rows (the TNAS oracle's encoding) <-> op indices ------------------------------
     def _tokens(self, indices) -> np.ndarray:
