@@ -42,6 +42,7 @@ def test_setn_on_nb201_selects_among_evaluator_samples(tmp_path):
     assert selection["method"] == "paper" and 1 <= selection["candidates"] <= 12
     assert 0.0 <= selection["accuracy"] <= 1.0 and selection["loss"] > 0
     assert set(record["stages"]) == {"train", "select"}
+    assert record["stages"]["select"]["seconds"] > 0
     assert "scoring" in proc.stdout and "stage train [" in proc.stdout
     assert os.path.getsize(os.path.join(model_dir, "arch_probs.png")) > 5000
     # The evaluator learned something: θ moved away from uniform.

@@ -11,12 +11,14 @@ from tfnas.engine.steps import make_eval_step
 
 class OneShotScorer:
     """`scorer(indices) -> {"loss": mean loss, "accuracy": top-1}` over `batches`
-    (cached per path; `batch_size` is the global size of each batch)."""
+    (cached per path; `batch_size` is the global size of each batch). BatchNormalization
+    uses each batch's statistics by default (see `make_eval_step`)."""
 
-    def __init__(self, net, batches: list, batch_size: int, strategy=None):
+    def __init__(self, net, batches: list, batch_size: int, strategy=None,
+                 batch_stats: bool = True):
         if not batches:
             raise ValueError("OneShotScorer needs at least one validation batch")
-        self.step = make_eval_step(net, strategy)
+        self.step = make_eval_step(net, strategy, batch_stats)
         self.batches, self.count = batches, len(batches) * batch_size
         self.cache: dict[tuple, dict[str, float]] = {}
 

@@ -144,13 +144,19 @@ def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumb
     return step
 
 
-def make_eval_step(net: SuperNet, strategy=None) -> Callable:
+def make_eval_step(net: SuperNet, strategy=None, batch_stats: bool = False) -> Callable:
     """A tf.function `step(images, labels, indices) -> (loss sum, correct count)` of one fixed
-    path in inference mode (one-shot evaluation of a candidate with the shared weights)."""
+    path (one-shot evaluation of a candidate with the shared weights), no weight update.
+
+    `batch_stats`: normalize with the batch's statistics, as SETN's template network does
+    (its BN keeps no running statistics), instead of the moving averages. A supernet's moving
+    averages mix every path and lag far behind early in training, so they rank candidates
+    poorly; with `batch_stats` the scored batches also move those averages (nothing here
+    reads them)."""
     strategy = strategy or tf.distribute.get_strategy()
 
     def replica(images, labels, indices):
-        logits = tf.cast(net(images, training=False, indices=indices), tf.float32)
+        logits = tf.cast(net(images, training=batch_stats, indices=indices), tf.float32)
         loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
             labels, logits, from_logits=True))
         hits = tf.reduce_sum(tf.cast(

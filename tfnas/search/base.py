@@ -114,9 +114,13 @@ class SupernetSearch:
         """Wall time of a stage, summed over the invocations that worked on it."""
         return round(self.state.get("partial_seconds", {}).get(stage, 0.0), 3)
 
-    def finish_stage(self, stage: str, next_stage: str, **updates) -> None:
+    def finish_stage(self, stage: str, next_stage: str, seconds: float | None = None,
+                     **updates) -> None:
+        """Records `stage` as done (with its wall time: `seconds`, or what `run_stage`
+        summed over invocations) and `next_stage` as the one to run."""
+        seconds = self.elapsed(stage) if seconds is None else round(seconds, 3)
         self.save_state(stage=next_stage, **updates,
-                        seconds={**self.state["seconds"], stage: self.elapsed(stage)})
+                        seconds={**self.state["seconds"], stage: seconds})
 
     def run_stage(self, plan: StagePlan, data: SearchData, checkpoint: tf.train.Checkpoint,
                   weight_step: Step, arch_step: Step | None,

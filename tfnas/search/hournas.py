@@ -82,9 +82,8 @@ class HourNAS(SupernetSearch):
             proposals = self._make_proposals(fixed)
             if self.chief:
                 proposals.save(self.rundir.file("proposals.json"))
-            self.save_state(stage="nonvital", proposals=proposals.to_json(),
-                            seconds={**self.state["seconds"], "proposals":
-                                     round(time.monotonic() - t0, 3)})
+            self.finish_stage("proposals", "nonvital", time.monotonic() - t0,
+                              proposals=proposals.to_json())
         if self.state["stage"] == "nonvital":
             proposals = Proposals.from_json(self.state["proposals"])
             final = self._stage_nonvital(data, fixed, proposals)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from typing import Any, Callable
 
 import keras
@@ -104,10 +105,11 @@ class OneShotSearch(SupernetSearch):
             self._save_supernet()
             self.finish_stage("train", "select", history=history)
         if self.state["stage"] == "select":
+            t0 = time.monotonic()
             self._load_supernet()
             final, info = self._select()
-            self.finish_stage("select", "done", final_indices=[int(i) for i in final],
-                              selection=info)
+            self.finish_stage("select", "done", time.monotonic() - t0,
+                              final_indices=[int(i) for i in final], selection=info)
         return self._finish()
 
     # -- stage "train" ---------------------------------------------------------------------
@@ -163,7 +165,7 @@ class OneShotSearch(SupernetSearch):
                 return float(loss), 0.0, {"max_p": float(np.max(arch.probabilities()))}
         else:
             weight_fn = engine.make_weight_step(net, arch, weight_opt, "fixed", self.strategy)
-            eval_fn = engine.make_eval_step(net, self.strategy)
+            eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
             arch_fn = engine.make_arch_step(net, arch, arch_opt, "gumbel_max", self.strategy,
                                             return_indices=True)
 
