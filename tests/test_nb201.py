@@ -119,7 +119,6 @@ def test_table_uses_the_verified_encoding():
 # -- the template (weight-sharing) network --------------------------------------------------
 
 def _template_and_child(genotype: str):
-    import tensorflow as tf  # noqa: F401
     from tfnas.nn.nb201 import build_nb201_model
     from tfnas.nn.nb201_supernet import NB201SuperNet, copy_path_to_child
     from tfnas.space.nb201 import NB201Space
