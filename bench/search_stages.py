@@ -8,6 +8,7 @@ invocation, and prints each wall time and the ratio (target <= 0.6):
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,7 +18,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def timed_search(args: list[str], model_dir: str) -> float:
+def timed_search(args: list[str], model_dir: str) -> tuple[float, dict[str, float]]:
+    """Wall seconds of one search process and its stage times from arch.json."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "tfnas.search", *args,
@@ -26,7 +28,9 @@ def timed_search(args: list[str], model_dir: str) -> float:
     seconds = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"search failed: {proc.stderr.strip().splitlines()[-1]}")
-    return seconds
+    with open(os.path.join(model_dir, "arch.json")) as f:
+        stages = json.load(f)["stages"]
+    return seconds, {name: info["seconds"] for name, info in stages.items()}
 
 
 def main(argv: list[str]) -> None:
@@ -38,12 +42,15 @@ def main(argv: list[str]) -> None:
         else:
             args.append(arg)
     with tempfile.TemporaryDirectory() as tmp:
-        two = timed_search(args + [f"--vital_epochs={epochs}", f"--nonvital_epochs={epochs}"],
-                           os.path.join(tmp, "two"))
-        one = timed_search(args + ["--two_stage=false", f"--vital_epochs={epochs}",
-                                   f"--nonvital_epochs={epochs}"], os.path.join(tmp, "one"))
+        epoch_flags = [f"--vital_epochs={epochs}", f"--nonvital_epochs={epochs}"]
+        two, two_stages = timed_search(args + epoch_flags, os.path.join(tmp, "two"))
+        one, one_stages = timed_search(args + ["--two_stage=false"] + epoch_flags,
+                                       os.path.join(tmp, "one"))
     print(f"two-stage: {two:.1f} s  one-stage: {one:.1f} s  (E_vital = E_n-vital = {epochs}; "
           f"one-stage runs {2 * epochs} epochs over all layers)")
+    for name, stages in (("two-stage", two_stages), ("one-stage", one_stages)):
+        print(f"  {name} stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()) +
+              "  (each includes tracing its supernet's steps)")
     print(f"ratio two/one: {two / one:.2f}  (target <= 0.6)")
 
 

@@ -1,14 +1,17 @@
 """Does the search beat random architectures of the same budget? (issue: search beats random)
 
   python bench/search_vs_random.py --flagfile=configs/fbnet.cfg [--epochs=3] [--random=5]
-      [--image_size=32] [--width_multiplier=0.5] [search flags...]
+      [--train_images=20000] [--image_size=32] [--width_multiplier=0.5]
+      [--searched=DIR/arch.json] [search flags...]
 
 1. Runs `python -m tfnas.search` with the given flags on Fashion-MNIST (SPEC §2: the IDX
-   files at --data_dir or the Debian location).
+   files at --data_dir or the Debian location), unless --searched names the arch.json of a
+   search already run.
 2. Draws `--random` architectures uniformly among those within ±5% of every target of the
    flagfile (rejection sampling over the space's cost tables, seeded).
 3. Retrains the searched net and each random one with `python -m tfnas.train`, same recipe,
-   epochs, resolution and width, and prints each test accuracy, the best and mean of the
+   epochs, training subset (--train_images random images of the 60,000; 0: all), resolution
+   and width, and prints each test accuracy, the best and mean of the
    random ones, and the two margins (targets: searched >= best random, and >= mean + 1 point).
 """
 
@@ -26,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 OWN = {"epochs": "3", "random": "5", "image_size": "32", "width_multiplier": "0.5",
-       "seed": "0", "dataset": "fashion_mnist"}
+       "seed": "0", "dataset": "fashion_mnist", "train_images": "20000", "searched": ""}
 
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -68,13 +71,16 @@ def main(argv: list[str]) -> None:
             search_args.append(arg)
     train_args = [f"--dataset={own['dataset']}", f"--epochs={own['epochs']}",
                   f"--image_size={own['image_size']}",
-                  f"--width_multiplier={own['width_multiplier']}", f"--seed={own['seed']}"]
+                  f"--width_multiplier={own['width_multiplier']}", f"--seed={own['seed']}",
+                  f"--max_images={own['train_images']}"]
     with tempfile.TemporaryDirectory() as tmp:
-        search_dir = os.path.join(tmp, "search")
-        run("tfnas.search", *search_args, f"--dataset={own['dataset']}",
-            f"--image_size={own['image_size']}", f"--width_multiplier={own['width_multiplier']}",
-            f"--model_dir={search_dir}")
-        with open(os.path.join(search_dir, "arch.json")) as f:
+        searched = own["searched"] or os.path.join(tmp, "search", "arch.json")
+        if not own["searched"]:
+            run("tfnas.search", *search_args, f"--dataset={own['dataset']}",
+                f"--image_size={own['image_size']}",
+                f"--width_multiplier={own['width_multiplier']}",
+                f"--model_dir={os.path.dirname(searched)}")
+        with open(searched) as f:
             record = json.load(f)
         print(f"searched: {record['arch']} (params {record['params']:,}, FLOPs "
               f"{record['flops']:,})", flush=True)

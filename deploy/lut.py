@@ -4,8 +4,11 @@
   python -m deploy.lut --validate=lut.json --samples=50 --json
 
 Every block is timed alone at its input shape (fp32 .tflite, LiteRT + XNNPACK, a fresh worker
-per batch). Keys describe the block as once-for-all's tables do, so identical blocks (the
-repeated layers of a stage) are converted and timed once. The invoke overhead of the runtime
+per batch, `--repeats` passes pooled); an entry is the minimum over its runs by default
+(`--statistic`), and validation measures whole nets with the table's statistic. Keys describe
+the block as once-for-all's tables do, so identical blocks (the repeated layers of a stage)
+are converted and timed once. The table is then scaled to `--calibrate` whole random nets
+(a block alone runs faster than inside a net). The invoke overhead of the runtime
 (timed on an empty model in every worker) is taken out of each block and counted once in the
 constant, with the stem (and fixed blocks) and the head. Predicted latency of an architecture
 = constant + the sum of its entries; `skip` costs 0. The file carries {"space", "ops", "table",
@@ -14,6 +17,7 @@ constant, with the stem (and fixed blocks) and the head. Predicted latency of an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -30,7 +34,8 @@ from tfnas.cli import import_tensorflow
 from tfnas.cost.tables import _resolutions as in_resolutions  # fixed blocks, layers, head
 from tfnas.errors import TfnasError
 from tfnas.io import read_json
-from tfnas.io import write_json
+from tfnas.io import atomic_path, write_json
+from tfnas.progress import Progress
 from tfnas.space import get_space, list_spaces
 from tfnas.space.genotype import Genotype
 from tfnas.space.mbconv import MBConvSpace
@@ -51,20 +56,39 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_classes", 1000, "Classes of the head's fc layer.")
     flags.DEFINE_integer("threads", 1, "Interpreter threads.")
     flags.DEFINE_integer("runs", 30, "Timed invocations per block (after warm-up).")
-    flags.DEFINE_integer("repeats", 2, "Independent worker passes over all blocks; samples of all "
-                         "passes are pooled, which evens out bursts of load on a shared machine.")
+    flags.DEFINE_integer("repeats", 3, "Independent worker passes over all blocks (and over the "
+                         "nets of --validate); samples of all passes are pooled, which evens out "
+                         "bursts of load on a shared machine.")
+    flags.DEFINE_enum("statistic", "min", ["min", "median"],
+                      "Latency statistic of each entry (a new table; --validate uses the "
+                      "table's). The minimum over all timed runs is what a block costs when "
+                      "nothing interferes: on a shared or throttled CPU the median of a burst of "
+                      "runs moves by 10-20% from one second to the next, the minimum by a few "
+                      "percent.")
     flags.DEFINE_integer("per_worker", 32, "Models timed per fresh worker process.")
+    flags.DEFINE_integer("calibrate", 20,
+                         "Random whole nets timed to calibrate the table (0: raw sums). A block "
+                         "timed alone runs faster than inside a net, where the other blocks' "
+                         "weights and activations have evicted its own from the caches (about "
+                         "8% on the 2-core host of the README); the table is scaled by the "
+                         "median ratio of measured to summed latency of these nets. They are "
+                         "drawn with seed 1, so validate with another --seed.")
+    flags.DEFINE_string("cache_dir", None,
+                        "Keep the converted whole nets of --calibrate and --validate here and "
+                        "reuse them (a 224 px net takes ~20 s to convert).")
     flags.DEFINE_string("out", None, "Where to write the table (JSON). If it already holds a "
                         "table built with the same settings, only the blocks it lacks are "
                         "timed.")
     flags.DEFINE_string("validate", None, "A table to validate: time --samples random whole "
                         "architectures and compare them with the table's prediction.")
     flags.DEFINE_integer("samples", 50, "Random architectures measured by --validate.")
-    flags.DEFINE_integer("seed", 0, "Seed of the random architectures.")
+    flags.DEFINE_integer("seed", 0, "Seed of the random architectures of --validate (the "
+                         "calibration nets use seed 1).")
     flags.DEFINE_bool("json", False, "Print one JSON object.")
 
 
 TARGETS = ("host",)
+CALIBRATION_SEED = 1
 
 
 # ---------------------------------------------------------------------- what to time
@@ -145,18 +169,44 @@ def mbconv_space(name: str, width: float) -> MBConvSpace:
     return space.with_width(width) if width != 1.0 else space
 
 
-def convert_files(builders: dict[str, Callable], directory: str, label: str) -> dict[str, str]:
-    """Converts each builder's model to fp32 .tflite in `directory`; key -> path."""
+def convert_files(builders: dict[str, Callable], directory: str, label: str,
+                  cached: dict[str, str] | None = None) -> dict[str, str]:
+    """Converts each builder's model to fp32 .tflite in `directory`; key -> path.
+
+    `cached` maps keys to files that are reused when they exist and written (atomically)
+    when they do not.
+    """
     from deploy.convert import to_tflite
 
     paths = {}
+    cached = cached or {}
+    bar = Progress(f"{label}: converting", len(builders), stream=sys.stderr)
     for i, (key, build) in enumerate(builders.items()):
-        path = os.path.join(directory, f"m{i:04d}.tflite")
-        with open(path, "wb") as f:
-            f.write(to_tflite(build()))
+        path = cached.get(key) or os.path.join(directory, f"m{i:04d}.tflite")
+        if not (key in cached and os.path.exists(path)):
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                f.write(to_tflite(build()))
         paths[key] = path
-        _progress(f"{label}: converted {i + 1}/{len(builders)}")
+        bar.update(i + 1)
     return paths
+
+
+def net_cache(cache_dir: str | None, space: MBConvSpace, genotypes: list[Genotype],
+              resolution: int, num_classes: int) -> dict[str, str]:
+    """Cache files of the whole nets of `genotype_builders` (none without a directory)."""
+    if not cache_dir:
+        return {}
+    import tensorflow as tf
+
+    os.makedirs(cache_dir, exist_ok=True)
+    keys = genotype_builders(space, genotypes, resolution, num_classes)
+    names = {}
+    for key, g in zip(keys, genotypes):
+        what = (f"{space.name}|{resolution}|{space.width_multiplier}|{num_classes}|{g}|"
+                f"tf{tf.__version__}")
+        digest = hashlib.sha1(what.encode()).hexdigest()[:20]
+        names[key] = os.path.join(cache_dir, f"{space.name}-{resolution}-{digest}.tflite")
+    return names
 
 
 def _progress(message: str) -> None:
@@ -176,11 +226,11 @@ def measure_entries(builders: dict[str, Callable], threads: int, runs: int, repe
         rng = np.random.default_rng(0)
         for rep in range(repeats):
             order = [keys[i] for i in rng.permutation(len(keys))]
-            results = time_files(
-                [paths[k] for k in order], threads, runs, per_worker=per_worker,
-                prefix=[paths["overhead"]],
-                progress=lambda i, n, rep=rep: _progress(f"lut: pass {rep + 1}/{repeats}: "
-                                                         f"timed {i}/{n}"))
+            bar = Progress(f"lut: timing, pass {rep + 1}/{repeats}", len(order),
+                           stream=sys.stderr)
+            results = time_files([paths[k] for k in order], threads, runs,
+                                 per_worker=per_worker, prefix=[paths["overhead"]],
+                                 progress=lambda i, n, bar=bar: bar.update(i))
             for key, result in zip(order, results):
                 over = result["prefix"][0]["median_ms"]
                 overhead.extend(result["prefix"][0]["samples_ms"])
@@ -189,7 +239,10 @@ def measure_entries(builders: dict[str, Callable], threads: int, runs: int, repe
 
 
 def build_table(space: MBConvSpace, resolution: int, num_classes: int, threads: int,
-                runs: int, repeats: int, per_worker: int, previous: dict | None = None) -> dict:
+                runs: int, repeats: int, per_worker: int, previous: dict | None = None,
+                statistic: str = "min", calibrate: int = 20,
+                cache_dir: str | None = None) -> dict:
+    """Times the blocks (those `previous` lacks), then calibrates on `calibrate` nets."""
     builders = block_models(space, resolution, num_classes)
     done = dict(previous.get("entries", {})) if previous else {}
     todo = {k: b for k, b in builders.items() if k == "overhead" or k not in done}
@@ -200,14 +253,52 @@ def build_table(space: MBConvSpace, resolution: int, num_classes: int, threads: 
         if len(todo) > 1 else ({}, previous["overhead_ms"])
     entries = {**done, **entries}
     keys = layer_keys(space, resolution)
-    table = [[round(entries[k]["median_ms"], 5) if k else 0.0 for k in row] for row in keys]
+    stat = f"{statistic}_ms"
     stem_key, head_key = list(builders)[1:3]
-    constant = entries[stem_key]["median_ms"] + entries[head_key]["median_ms"] + overhead
-    return {"space": space.name, "ops": list(space.ops), "table": table,
-            "constant_ms": round(constant, 5), "target": "host", "threads": threads,
-            "resolution": resolution, "width_multiplier": space.width_multiplier,
-            "num_classes": num_classes, "statistic": "median", "overhead_ms": overhead,
-            "stem": stem_key, "head": head_key, "layers": keys, "entries": entries}
+    lut = {"space": space.name, "ops": list(space.ops),
+           "table": [[entries[k][stat] if k else 0.0 for k in row] for row in keys],
+           "constant_ms": entries[stem_key][stat] + entries[head_key][stat] + overhead,
+           "target": "host", "threads": threads, "resolution": resolution,
+           "width_multiplier": space.width_multiplier, "num_classes": num_classes,
+           "statistic": statistic, "overhead_ms": overhead, "stem": stem_key,
+           "head": head_key, "layers": keys, "entries": entries}
+    calibration = (previous or {}).get("calibration")
+    if calibrate and not (calibration and calibration["nets"] == calibrate
+                          and calibration["statistic"] == statistic and len(todo) == 1):
+        calibration = calibrate_scale(lut, space, calibrate, runs, repeats, per_worker,
+                                      cache_dir)
+    scale = calibration["scale"] if calibrate else 1.0
+    lut["table"] = [[round(v * scale, 5) for v in row] for row in lut["table"]]
+    lut["constant_ms"] = round(lut["constant_ms"] * scale, 5)
+    lut["calibration"] = calibration if calibrate else None
+    return lut
+
+
+def calibrate_scale(raw: dict, space: MBConvSpace, nets: int, runs: int, repeats: int,
+                    per_worker: int, cache_dir: str | None = None) -> dict:
+    """Times `nets` random whole nets; the median ratio of measured to summed latency."""
+    genotypes = random_genotypes(space, nets, CALIBRATION_SEED)
+    measured = measure_nets(space, genotypes, raw, runs, repeats, per_worker, cache_dir,
+                            "calibration")
+    summed = np.array([predict_ms(raw, g) for g in genotypes])
+    ratios = measured / summed
+    _progress(f"lut: calibration on {nets} nets: measured / summed = {np.median(ratios):.3f} "
+              f"(spread {np.percentile(ratios, 10):.3f}-{np.percentile(ratios, 90):.3f})")
+    return {"nets": nets, "seed": CALIBRATION_SEED, "statistic": raw["statistic"],
+            "scale": float(np.median(ratios)),
+            "archs": [{"arch": str(g), "measured_ms": float(m), "summed_ms": float(p)}
+                      for g, m, p in zip(genotypes, measured, summed)]}
+
+
+def measure_nets(space: MBConvSpace, genotypes: list[Genotype], lut: dict, runs: int,
+                 repeats: int, per_worker: int = 10, cache_dir: str | None = None,
+                 label: str = "nets") -> np.ndarray:
+    """Latency (the table's statistic) of each whole net, at the table's settings."""
+    builders = genotype_builders(space, genotypes, lut["resolution"], lut["num_classes"])
+    cached = net_cache(cache_dir, space, genotypes, lut["resolution"], lut["num_classes"])
+    results = time_builders(builders, lut["threads"], runs, per_worker, label, repeats, cached)
+    stat = f"{lut.get('statistic', 'median')}_ms"
+    return np.array([results[k][stat] for k in builders])
 
 
 # ---------------------------------------------------------------------- validation
@@ -241,15 +332,23 @@ def load_lut(path: str) -> dict:
 
 
 def time_builders(builders: dict[str, Callable], threads: int, runs: int,
-                  per_worker: int = 10, label: str = "nets") -> dict[str, dict]:
-    """Builds, converts (fp32) and times whole models; key -> timing result."""
-    from deploy.timing import time_files
+                  per_worker: int = 10, label: str = "nets", repeats: int = 1,
+                  cached: dict[str, str] | None = None) -> dict[str, dict]:
+    """Builds, converts (fp32) and times whole models, pooling the samples of `repeats`
+    passes; key -> timing statistics."""
+    from deploy.timing import summarize, time_files
 
+    samples: dict[str, list[float]] = {k: [] for k in builders}
     with tempfile.TemporaryDirectory(prefix="tfnas_nets_") as tmp:
-        paths = convert_files(builders, tmp, label)
-        results = time_files(list(paths.values()), threads, runs, per_worker=per_worker,
-                             progress=lambda i, n: _progress(f"{label}: timed {i}/{n}"))
-    return dict(zip(paths, results))
+        paths = convert_files(builders, tmp, label, cached)
+        for rep in range(repeats):
+            bar = Progress(f"{label}: timing, pass {rep + 1}/{repeats}", len(paths),
+                           stream=sys.stderr)
+            results = time_files(list(paths.values()), threads, runs, per_worker=per_worker,
+                                 progress=lambda i, n, bar=bar: bar.update(i))
+            for key, result in zip(paths, results):
+                samples[key].extend(result["samples_ms"])
+    return {k: summarize(v) for k, v in samples.items()}
 
 
 def genotype_builders(space: MBConvSpace, genotypes: list[Genotype], resolution: int,
@@ -261,17 +360,22 @@ def genotype_builders(space: MBConvSpace, genotypes: list[Genotype], resolution:
             for i, g in enumerate(genotypes)}
 
 
-def validate(path: str, samples: int, seed: int, runs: int) -> dict:
+def validate(path: str, samples: int, seed: int, runs: int, repeats: int = 3,
+             cache_dir: str | None = None) -> dict:
+    """Times `samples` random whole nets with the table's statistic; prediction errors."""
     lut = load_lut(path)
+    if (lut.get("calibration") or {}).get("seed") == seed:
+        raise TfnasError(f"--seed {seed} draws the nets {path} was calibrated on; validate "
+                         "with another seed")
     space = mbconv_space(lut["space"], lut["width_multiplier"])
     genotypes = random_genotypes(space, samples, seed)
     start = time.time()
-    results = time_builders(genotype_builders(space, genotypes, lut["resolution"],
-                                              lut["num_classes"]), lut["threads"], runs)
-    measured = np.array([r["median_ms"] for r in results.values()])
+    measured = measure_nets(space, genotypes, lut, runs, repeats, cache_dir=cache_dir)
     predicted = np.array([predict_ms(lut, g) for g in genotypes])
     rel = (predicted - measured) / measured
     return {"space": space.name, "lut": path, "samples": samples, "threads": lut["threads"],
+            "statistic": lut.get("statistic", "median"), "repeats": repeats,
+            "scale": (lut.get("calibration") or {}).get("scale", 1.0),
             "resolution": lut["resolution"], "width_multiplier": lut["width_multiplier"],
             "rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2))),
             "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
@@ -286,12 +390,15 @@ def validate(path: str, samples: int, seed: int, runs: int) -> dict:
 # ---------------------------------------------------------------------- CLI
 
 def main(argv: list[str]) -> int:
-    if FLAGS.runs < 3 or FLAGS.repeats < 1 or FLAGS.samples < 1 or FLAGS.per_worker < 1:
-        raise TfnasError("--runs must be >= 3, --repeats, --samples and --per_worker >= 1")
+    if FLAGS.runs < 3 or FLAGS.repeats < 1 or FLAGS.samples < 1 or FLAGS.per_worker < 1 \
+            or FLAGS.calibrate < 0:
+        raise TfnasError("--runs must be >= 3, --repeats, --samples and --per_worker >= 1, "
+                         "--calibrate >= 0")
     if FLAGS.validate:
         load_lut(FLAGS.validate)  # a bad table is one line before TensorFlow loads
         import_tensorflow()
-        info = validate(FLAGS.validate, FLAGS.samples, FLAGS.seed, FLAGS.runs)
+        info = validate(FLAGS.validate, FLAGS.samples, FLAGS.seed, FLAGS.runs, FLAGS.repeats,
+                        FLAGS.cache_dir)
         if FLAGS.json:
             print(json.dumps(info))
         else:
@@ -312,7 +419,8 @@ def main(argv: list[str]) -> int:
     import_tensorflow()
     start = time.time()
     lut = build_table(space, FLAGS.resolution, FLAGS.num_classes, FLAGS.threads, FLAGS.runs,
-                      FLAGS.repeats, FLAGS.per_worker, previous)
+                      FLAGS.repeats, FLAGS.per_worker, previous, FLAGS.statistic,
+                      FLAGS.calibrate, FLAGS.cache_dir)
     lut["seconds"] = round(time.time() - start, 1)
     write_json(FLAGS.out, lut)
     summary = {"out": FLAGS.out, "space": space.name, "entries": len(lut["entries"]),

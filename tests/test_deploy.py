@@ -169,7 +169,9 @@ def test_latency_table_dedupes_loads_and_predicts_whole_nets(tmp_path):
     from tfnas.space.genotype import parse_genotype
 
     space = tiny_space()
-    table = lut.build_table(space, SIZE, 10, threads=1, runs=10, repeats=1, per_worker=32)
+    cache = tmp_path / "nets"
+    table = lut.build_table(space, SIZE, 10, threads=1, runs=10, repeats=1, per_worker=32,
+                            calibrate=3, cache_dir=str(cache))
     blocks = [key for row in table["layers"] for key in row if key]
     assert table["layers"][2] == table["layers"][3]  # layer2_2 and layer2_3: same blocks
     assert set(table["entries"]) == set(blocks) | {table["stem"], table["head"]}
@@ -182,8 +184,22 @@ def test_latency_table_dedupes_loads_and_predicts_whole_nets(tmp_path):
     tables = cost_tables(space, SIZE, 10).with_latency(path)
     assert tables.cost(g)["latency_ms"] == pytest.approx(lut.predict_ms(table, g))
     assert table["table"][0][space.ops.index("skip")] == 0.0
+    # The calibration scales every entry by the median measured / summed ratio of its nets.
+    calibration = table["calibration"]
+    assert calibration["nets"] == 3 and len(os.listdir(cache)) == 3
+    ratios = [a["measured_ms"] / a["summed_ms"] for a in calibration["archs"]]
+    assert calibration["scale"] == pytest.approx(np.median(ratios))
+    key = table["layers"][1][space.ops.index("k3e3")]
+    assert table["table"][1][space.ops.index("k3e3")] == pytest.approx(
+        table["entries"][key]["min_ms"] * calibration["scale"], abs=1e-5)
 
-    info = lut.validate(path, samples=3, seed=1, runs=10)
+    with pytest.raises(TfnasError, match="calibrated on"):
+        lut.validate(path, samples=3, seed=lut.CALIBRATION_SEED, runs=10)
+    info = lut.validate(path, samples=3, seed=2, runs=10, cache_dir=str(cache))
+    assert len(os.listdir(cache)) == 6
+    before = {f: os.path.getmtime(cache / f) for f in os.listdir(cache)}
+    lut.validate(path, samples=3, seed=2, runs=10, cache_dir=str(cache))  # converts nothing
+    assert {f: os.path.getmtime(cache / f) for f in os.listdir(cache)} == before
     assert set(info) >= {"rmse_ms", "within_10pct", "within_5pct"}
     errors = [abs(a["predicted_ms"] - a["measured_ms"]) / a["measured_ms"]
               for a in info["archs"]]

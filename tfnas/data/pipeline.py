@@ -58,10 +58,20 @@ def _to_float_rgb(image_size: int):
     return fn
 
 
-def load_split(name: str, split: str, image_size: int,
-               data_dir: str | None = None) -> tf.data.Dataset:
-    """Unbatched (float32 [S, S, 3] in [0, 1], int32 label) dataset of `split`."""
-    ds, _, _ = _raw(name, split, data_dir)
+def load_split(name: str, split: str, image_size: int, data_dir: str | None = None,
+               limit: int | None = None, seed: int = 0) -> tf.data.Dataset:
+    """Unbatched (float32 [S, S, 3] in [0, 1], int32 label) dataset of `split`.
+
+    `limit` keeps a random subset of that many images (a fixed function of `seed`), or the
+    first ones of a dataset streamed from files.
+    """
+    ds, _, size = _raw(name, split, data_dir)
+    if limit and size is None:
+        ds = ds.take(limit)
+    elif limit and limit < size:
+        x, y = _materialize(ds)
+        keep = np.sort(np.random.default_rng(seed).permutation(size)[:limit])
+        ds = tf.data.Dataset.from_tensor_slices((x[keep], y[keep]))
     return ds.map(_to_float_rgb(image_size), num_parallel_calls=tf.data.AUTOTUNE)
 
 

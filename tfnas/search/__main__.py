@@ -27,11 +27,12 @@ _CONFIG_FLAGS = (
     "width_multiplier", "batch_size", "vital_epochs", "nonvital_epochs", "steps_per_epoch",
     "two_stage", "sampler", "tau", "tau_decay", "alpha", "beta", "num_proposals",
     "proposal_iterations", "weight_lr", "weight_decay", "arch_lr", "seed", "checkpoint_every",
-    "latency_table", "data_dir", "space_module")
+    "checkpoint_secs", "latency_table", "data_dir", "space_module")
 _ONESHOT_FLAGS = (
     "dataset", "num_classes", "weight_fraction", "max_images", "image_size",
     "width_multiplier", "batch_size", "epochs", "steps_per_epoch", "weight_lr", "weight_decay",
-    "arch_lr", "seed", "checkpoint_every", "latency_table", "data_dir", "space_module",
+    "arch_lr", "seed", "checkpoint_every", "checkpoint_secs", "latency_table", "data_dir",
+    "space_module",
     "setn_selection", "num_candidates", "top_k", "eval_batches", "tnas_mode", "eps_inc",
     "population", "generations")
 
@@ -48,7 +49,8 @@ def import_space_modules(modules: list[str]) -> None:
 
 
 def _check_ranges() -> None:
-    positive = {"image_size": 8, "batch_size": 1, "num_proposals": 1, "checkpoint_every": 1}
+    positive = {"image_size": 8, "batch_size": 1, "num_proposals": 1, "checkpoint_every": 0,
+                "checkpoint_secs": 0}
     for name, low in positive.items():
         if getattr(FLAGS, name) < low:
             raise TfnasError(f"--{name} must be >= {low}")
@@ -111,7 +113,7 @@ def main(argv: list[str]) -> int:
     import tfnas
     from tfnas.search.data import SearchData
     from tfnas.search.report import summary_table
-    from tfnas.search.strategy import is_chief, make_strategy
+    from tfnas.search.strategy import is_chief, make_strategy, num_workers
 
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -127,6 +129,9 @@ def main(argv: list[str]) -> int:
                     **{k: v for k, v in flags_record.items()
                        if k in Config.__dataclass_fields__
                        and k not in ("space", "targets", "algorithm")})
+    if num_workers(strategy) > 1 and (config.checkpoint_secs or not config.checkpoint_every):
+        # Workers save together; a clock would make them disagree on the step.
+        config.checkpoint_every, config.checkpoint_secs = config.checkpoint_every or 50, 0.0
     data = SearchData(config, strategy)  # a missing or empty dataset fails before DIR is touched
     if chief:
         resumed = rundir.claim({"tfnas_version": tfnas.__version__,

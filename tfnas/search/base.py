@@ -2,10 +2,10 @@
 
 A search is a sequence of stages recorded in DIR/state.json. A training stage alternates
 weight steps (weight split) and architecture steps (architecture split) as `StagePlan` lays
-them out; `run_stage` checkpoints everything it is given every `checkpoint_every` steps and at
-each phase change, resumes from the latest checkpoint, stops on a NaN loss keeping the last
-good checkpoint, shows progress and writes TensorBoard scalars. The algorithms (HourNAS,
-SETN, TNAS) differ only in what a step does.
+them out; `run_stage` checkpoints everything it is given every `checkpoint_secs` seconds
+(and/or every `checkpoint_every` steps) and at the end of the stage, resumes from the latest
+checkpoint, stops on a NaN loss keeping the last good checkpoint, shows progress and writes
+TensorBoard scalars. The algorithms (HourNAS, SETN, TNAS) differ only in what a step does.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tfnas.io import write_json
 from tfnas.cost.tables import CostTables
 from tfnas.search import report
 from tfnas.search.data import SearchData
-from tfnas.search.progress import Progress
+from tfnas.progress import Progress
 from tfnas.search.rundir import RunDir
 from tfnas.space.base import SearchSpace
 from tfnas.space.genotype import Genotype
@@ -57,7 +57,8 @@ class CommonConfig:
     weight_decay: float = 4e-5
     arch_lr: float = 0.01
     seed: int = 0
-    checkpoint_every: int = 50
+    checkpoint_every: int = 0
+    checkpoint_secs: float = 120.0
     latency_table: str | None = None
 
 
@@ -89,11 +90,11 @@ class SupernetSearch:
 
     first_stage = "train"
 
-    def __init__(self, rundir: RunDir, chief: bool = True, checkpoint_every: int = 50,
+    def __init__(self, rundir: RunDir, cfg: CommonConfig, chief: bool = True,
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
         self.rundir, self.chief, self.log = rundir, chief, log
         self.flags_record = flags_record or {}
-        self.checkpoint_every = checkpoint_every
+        self.checkpoint_every, self.checkpoint_secs = cfg.checkpoint_every, cfg.checkpoint_secs
         self.state_path = rundir.file("state.json")
         self.state = self._load_state()
         self.writer = tf.summary.create_file_writer(
@@ -148,7 +149,7 @@ class SupernetSearch:
         t0 = time.monotonic()
         before = self.state.get("partial_seconds", {}).get(plan.name, 0.0)
         step = int(step_var.numpy())
-        iterator, current, last_saved = None, None, step
+        iterator, current, last_saved, saved_at = None, None, step, time.monotonic()
         while step < plan.total:
             epoch, phase, batch = plan.locate(step)
             if current != (epoch, phase):
@@ -169,13 +170,17 @@ class SupernetSearch:
                 if summaries is not None:
                     summaries(step)
             progress.update(step, **{f"{phase[:1]}_loss": loss, **shown})
-            if step % self.checkpoint_every == 0 or step == plan.total or plan.locate(
-                    step)[1] != phase:
+            if step == plan.total or self._checkpoint_due(step, saved_at):
                 manager.save(checkpoint_number=step)
-                last_saved = step
+                last_saved, saved_at = step, time.monotonic()
                 self.save_state(partial_seconds={**self.state.get("partial_seconds", {}),
                                                  plan.name: before + time.monotonic() - t0})
         self.writer.flush()
+
+    def _checkpoint_due(self, step: int, saved_at: float) -> bool:
+        by_steps = self.checkpoint_every > 0 and step % self.checkpoint_every == 0
+        by_time = self.checkpoint_secs > 0 and time.monotonic() - saved_at >= self.checkpoint_secs
+        return by_steps or by_time
 
     def write_result(self, cfg: CommonConfig, genotype: Genotype, tables: CostTables,
                      num_classes: int, probs: np.ndarray, title: str,

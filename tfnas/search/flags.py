@@ -96,6 +96,13 @@ def define_flags() -> None:
                   "--tpu.")
     d.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
     d.DEFINE_integer("seed", 0, "Random seed (data split and order, Gumbel noise, init).")
-    d.DEFINE_integer("checkpoint_every", 50, "Save a checkpoint every this many steps.")
+    d.DEFINE_integer("checkpoint_every", 0,
+                     "Also save a checkpoint every this many steps (0: by time only). "
+                     "Multi-worker runs save by steps only (every 50 when 0), so that all "
+                     "workers save at the same step.")
+    d.DEFINE_float("checkpoint_secs", 120.0,
+                   "Save a checkpoint when this many seconds passed since the last one (and at "
+                   "the end of every stage). Saving a full supernet takes seconds on CPU, so a "
+                   "step count alone would cost short-step CPU runs much of their time.")
     d.DEFINE_bool("deterministic", True,
                   "Deterministic TF ops, so a resumed run ends as an uninterrupted one.")

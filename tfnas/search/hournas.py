@@ -61,7 +61,7 @@ class HourNAS(SupernetSearch):
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
         if not cfg.two_stage:
             self.first_stage = "proposals"
-        super().__init__(rundir, chief, cfg.checkpoint_every, flags_record, log)
+        super().__init__(rundir, cfg, chief, flags_record, log)
         self.cfg, self.data, self.strategy = cfg, data, strategy
         self.tables = cost_tables(cfg.space)
         if cfg.latency_table:

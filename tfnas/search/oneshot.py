@@ -76,7 +76,7 @@ class OneShotSearch(SupernetSearch):
     def __init__(self, cfg: OneShotConfig, data: SearchData, rundir: RunDir,
                  strategy: tf.distribute.Strategy, chief: bool = True,
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
-        super().__init__(rundir, chief, cfg.checkpoint_every, flags_record, log)
+        super().__init__(rundir, cfg, chief, flags_record, log)
         self.cfg, self.data, self.strategy = cfg, data, strategy
         self.tables = cost_tables(cfg.space)
         if cfg.latency_table:

@@ -15,7 +15,7 @@ from tfnas.io import write_json
 
 # Flags that change how a run is executed, not what it computes: they may differ on resume.
 RUN_CONTROL = frozenset({"model_dir", "strategy", "tpu", "checkpoint_every",
-                         "data_dir"})
+                         "checkpoint_secs", "data_dir"})
 
 
 class RunDir:

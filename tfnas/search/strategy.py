@@ -36,6 +36,15 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
     raise TfnasError(f"unknown strategy {name!r}")
 
 
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Worker processes of the run (1 unless multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return 1
+    return sum(len(tasks) for job, tasks in resolver.cluster_spec().as_dict().items()
+               if job in ("chief", "worker"))
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the run's files (always, unless a non-chief worker)."""
     resolver = getattr(strategy, "cluster_resolver", None)

@@ -31,6 +31,8 @@ flags.DEFINE_string("data_dir", None, "Where the dataset's files are, if not the
 flags.DEFINE_string("out", None, "Path of the saved .keras model (default: beside --arch "
                     "as trained.keras, or ./trained.keras).")
 flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
+flags.DEFINE_integer("max_images", _D.max_images, "Train on a random subset of this many "
+                     "training images (0: all); a quick proxy. The test split stays whole.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Batch size.")
 flags.DEFINE_integer("image_size", _D.image_size, "Training resolution (images are resized).")
 flags.DEFINE_float("width_multiplier", _D.width_multiplier, "Channel width multiplier.")
@@ -50,8 +52,9 @@ flags.DEFINE_integer("seed", _D.seed, "Random seed.")
 def main(argv: list[str]) -> int:
     if not FLAGS.arch:
         raise TfnasError("--arch is required")
-    if FLAGS.epochs < 1 or FLAGS.batch_size < 1 or FLAGS.image_size < 16:
-        raise TfnasError("--epochs and --batch_size must be >= 1 and --image_size >= 16")
+    if FLAGS.epochs < 1 or FLAGS.batch_size < 1 or FLAGS.image_size < 16 or FLAGS.max_images < 0:
+        raise TfnasError("--epochs and --batch_size must be >= 1, --image_size >= 16 and "
+                         "--max_images >= 0")
     genotype = load_genotype(FLAGS.arch, FLAGS.space)
     recipe = Recipe(**{f.name: getattr(FLAGS, f.name) for f in
                        Recipe.__dataclass_fields__.values() if f.name in FLAGS})

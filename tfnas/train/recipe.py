@@ -20,6 +20,7 @@ from tfnas.space.genotype import Genotype
 @dataclasses.dataclass
 class Recipe:
     epochs: int = 10
+    max_images: int = 0  # train on a random subset of this many images (0: all)
     batch_size: int = 64
     image_size: int = 32
     width_multiplier: float = 1.0
@@ -88,9 +89,10 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     keras.utils.set_random_seed(recipe.seed)
     if eval_split == "arch":
         train, test, classes = search_splits(dataset, recipe.image_size, data_dir,
-                                             seed=recipe.seed)
+                                             seed=recipe.seed, limit=recipe.max_images or None)
     else:
-        train = load_split(dataset, "train", recipe.image_size, data_dir)
+        train = load_split(dataset, "train", recipe.image_size, data_dir,
+                           limit=recipe.max_images or None, seed=recipe.seed)
         test = load_split(dataset, "test", recipe.image_size, data_dir)
         from tfnas.data import num_classes
         classes = num_classes(dataset, data_dir)
