@@ -38,6 +38,17 @@ def test_train_and_test_do_not_overlap():
     assert sum(hash(img.tobytes()) in seen for img in test) < 5  # MNIST has a few duplicates
 
 
+def test_limited_training_set_is_a_seeded_random_subset():
+    def labels(**kw):
+        return np.array([int(y) for _, y in load_split("mnist", "train", 8, **kw)])
+
+    first = labels(limit=300, seed=0)
+    assert len(first) == 300 and np.array_equal(first, labels(limit=300, seed=0))
+    assert not np.array_equal(first, labels(limit=300, seed=1))
+    assert len(np.unique(first)) == 10  # random, not the first 300 of a sorted file
+    assert len(labels()) > 300
+
+
 def test_search_split_is_80_20_disjoint_and_seeded():
     w, a, classes = search_splits("mnist", 28)
     wx, _ = _arrays(w)
