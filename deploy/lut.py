@@ -8,7 +8,7 @@ per batch, `--repeats` passes pooled); an entry is the minimum over its runs by 
 (`--statistic`), and validation measures whole nets with the table's statistic. Keys describe
 the block as once-for-all's tables do, so identical blocks (the repeated layers of a stage)
 are converted and timed once. The table is then scaled to `--calibrate` whole random nets
-(a block alone runs faster than inside a net). The invoke overhead of the runtime
+(a block alone does not run at the speed it runs at inside a net). The invoke overhead of the runtime
 (timed on an empty model in every worker) is taken out of each block and counted once in the
 constant, with the stem (and fixed blocks) and the head. Predicted latency of an architecture
 = constant + the sum of its entries; `skip` costs 0. The file carries {"space", "ops", "table",
@@ -62,20 +62,20 @@ def define_flags() -> None:
     flags.DEFINE_enum("statistic", "min", ["min", "median"],
                       "Latency statistic of each entry (a new table; --validate uses the "
                       "table's). The minimum over all timed runs is what a block costs when "
-                      "nothing interferes: on a shared or throttled CPU the median of a burst of "
-                      "runs moves by 10-20% from one second to the next, the minimum by a few "
-                      "percent.")
+                      "nothing interferes; on a shared CPU the median of a burst of runs moves "
+                      "by 15-20% between passes, and the minimum over several passes spread in "
+                      "time is the steadier figure.")
     flags.DEFINE_integer("per_worker", 32, "Models timed per fresh worker process.")
     flags.DEFINE_integer("calibrate", 20,
                          "Random whole nets timed to calibrate the table (0: raw sums). A block "
-                         "timed alone runs faster than inside a net, where the other blocks' "
-                         "weights and activations have evicted its own from the caches (about "
-                         "8% on the 2-core host of the README); the table is scaled by the "
-                         "median ratio of measured to summed latency of these nets. They are "
-                         "drawn with seed 1, so validate with another --seed.")
+                         "timed alone does not run at its speed inside a net (caches hold other "
+                         "blocks' weights there; fbnet's blocks alone were 13% faster, "
+                         "efficientnet's 5% slower on the README's host); the table is scaled "
+                         "by the median ratio of measured to summed latency of these nets. They "
+                         "are drawn with seed 1, so validate with another --seed.")
     flags.DEFINE_string("cache_dir", None,
                         "Keep the converted whole nets of --calibrate and --validate here and "
-                        "reuse them (a 224 px net takes ~20 s to convert).")
+                        "reuse them (a 224 px net takes several seconds to convert).")
     flags.DEFINE_string("out", None, "Where to write the table (JSON). If it already holds a "
                         "table built with the same settings, only the blocks it lacks are "
                         "timed.")
