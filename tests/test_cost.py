@@ -29,12 +29,16 @@ def test_params_and_flops_match_the_built_model(name, chunk):
     tables = cost_tables(space)
     genotypes = list(random_genotypes(space, GENOTYPES_PER_SPACE, seed=len(name)))
     assert len(set(genotypes)) == GENOTYPES_PER_SPACE
+    keras.backend.clear_session()
     for genotype in genotypes[chunk::CHUNKS]:
-        keras.backend.clear_session()
-        model = build_model(space, genotype)
-        cost = tables.cost(genotype)
-        assert cost["params"] == model.count_params(), str(genotype)
-        assert cost["flops"] == count_flops(model), str(genotype)
+        # Counting reads shapes only; a stateless scope initializes the weights in one batch
+        # on exit, a third faster than layer by layer (no clear_session per build: its
+        # gc.collect is a fifth of a build).
+        with keras.StatelessScope():
+            model = build_model(space, genotype)
+            cost = tables.cost(genotype)
+            assert cost["params"] == model.count_params(), str(genotype)
+            assert cost["flops"] == count_flops(model), str(genotype)
 
 
 @pytest.mark.parametrize("published", list(PUBLISHED.values()), ids=list(PUBLISHED))

@@ -12,15 +12,17 @@ from tfnas.data import load_split
 
 def test_retrain_saves_a_model_that_learned(tmp_path):
     arch = tmp_path / "arch.json"
+    # The vital layers only (skip elsewhere): a third of the full depth's training time.
+    vital = {0: "k3e1", 1: "k3e3", 5: "k3e3", 9: "k3e3", 13: "k3e3", 17: "k3e3", 21: "k3e1"}
     arch.write_text(json.dumps({"space": "fbnet", "arch": ",".join(
-        ["k3e1"] + ["k3e3"] * 20 + ["k3e1"])}))
+        vital.get(i, "skip") for i in range(22))}))
     out = tmp_path / "trained.keras"
     proc = run_cli("tfnas.train", f"--arch={arch}", "--epochs=3", "--width_multiplier=0.5",
                    "--image_size=32", "--batch_size=64", "--learning_rate=0.05",
                    "--random_erasing=0", f"--out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["test_accuracy"] > 0.2  # 3 short epochs; 10 classes: chance is 0.1
+    assert result["test_accuracy"] > 0.6  # 3 short epochs (measured 0.93); chance is 0.1
     model = keras.models.load_model(out)
     images, labels = next(iter(load_split("mnist", "test", 32).batch(200)))
     accuracy = np.mean(np.argmax(model.predict(images, verbose=0), -1) == labels.numpy())
