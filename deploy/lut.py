@@ -37,7 +37,7 @@ from tfnas.io import read_json
 from tfnas.io import atomic_path, write_json
 from tfnas.progress import Progress
 from tfnas.space import get_space, list_spaces
-from tfnas.space.genotype import Genotype
+from tfnas.space.genotype import Genotype, parse_genotype
 from tfnas.space.mbconv import MBConvSpace
 from tfnas.space.ops import parse_op
 
@@ -84,6 +84,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("samples", 50, "Random architectures measured by --validate.")
     flags.DEFINE_integer("seed", 0, "Seed of the random architectures of --validate (the "
                          "calibration nets use seed 1).")
+    flags.DEFINE_bool("reanchor", False,
+                      "With --validate: also time the table's calibration nets, shuffled in "
+                      "among the validation nets, and report the errors again with the table "
+                      "rescaled to the machine's speed now. On a shared host the whole "
+                      "machine drifts by 5-16% within minutes (measured); this separates that "
+                      "drift from the table's own error.")
     flags.DEFINE_bool("json", False, "Print one JSON object.")
 
 
@@ -361,33 +367,68 @@ def genotype_builders(space: MBConvSpace, genotypes: list[Genotype], resolution:
 
 
 def validate(path: str, samples: int, seed: int, runs: int, repeats: int = 3,
-             cache_dir: str | None = None) -> dict:
-    """Times `samples` random whole nets with the table's statistic; prediction errors."""
+             cache_dir: str | None = None, reanchor: bool = False) -> dict:
+    """Times `samples` random whole nets with the table's statistic; prediction errors.
+
+    `reanchor`: also times the table's calibration nets, shuffled in among the validation nets
+    (same passes, same minutes), and reports the errors a second time with the table rescaled
+    to the machine's speed now (`reanchored`). The nets validated are never the calibration
+    nets; what the rescale removes is the drift of the whole machine between building the table
+    and validating it.
+    """
     lut = load_lut(path)
-    if (lut.get("calibration") or {}).get("seed") == seed:
+    calibration = lut.get("calibration") or {}
+    if calibration.get("seed") == seed:
         raise TfnasError(f"--seed {seed} draws the nets {path} was calibrated on; validate "
                          "with another seed")
+    if reanchor and not calibration.get("archs"):
+        raise TfnasError(f"{path} has no calibration nets to re-anchor on (built with "
+                         "--calibrate=0)")
     space = mbconv_space(lut["space"], lut["width_multiplier"])
     genotypes = random_genotypes(space, samples, seed)
+    anchors = [parse_genotype(space, a["arch"]) for a in calibration["archs"]] if reanchor \
+        else []
+    nets = genotypes + anchors
+    order = np.random.default_rng(seed).permutation(len(nets))
     start = time.time()
-    measured = measure_nets(space, genotypes, lut, runs, repeats, cache_dir=cache_dir)
+    timed = measure_nets(space, [nets[i] for i in order], lut, runs, repeats,
+                         cache_dir=cache_dir)
+    measured_all = np.empty(len(nets))
+    measured_all[order] = timed
+    measured = measured_all[:samples]
     predicted = np.array([predict_ms(lut, g) for g in genotypes])
-    rel = (predicted - measured) / measured
-    return {"space": space.name, "lut": path, "samples": samples, "threads": lut["threads"],
+    info = {"space": space.name, "lut": path, "samples": samples, "threads": lut["threads"],
             "statistic": lut.get("statistic", "median"), "repeats": repeats,
-            "scale": (lut.get("calibration") or {}).get("scale", 1.0),
+            "scale": calibration.get("scale", 1.0),
             "resolution": lut["resolution"], "width_multiplier": lut["width_multiplier"],
-            "rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2))),
+            **_errors(predicted, measured), "seconds": round(time.time() - start, 1),
+            "archs": [{"arch": str(g), "measured_ms": float(m), "predicted_ms": float(p)}
+                      for g, m, p in zip(genotypes, measured, predicted)]}
+    if reanchor:
+        summed = np.array([a["summed_ms"] for a in calibration["archs"]])
+        scale_now = float(np.median(measured_all[samples:] / summed))
+        factor = scale_now / calibration["scale"]
+        info["reanchored"] = {"calibration_nets": len(anchors), "scale_now": scale_now,
+                              "factor": factor, **_errors(predicted * factor, measured)}
+    return info
+
+
+def _errors(predicted: np.ndarray, measured: np.ndarray) -> dict:
+    rel = (predicted - measured) / measured
+    return {"rmse_ms": float(np.sqrt(np.mean((predicted - measured) ** 2))),
             "within_10pct": float(np.mean(np.abs(rel) <= 0.10)),
             "within_5pct": float(np.mean(np.abs(rel) <= 0.05)),
             "mean_abs_pct_error": float(np.mean(np.abs(rel)) * 100),
-            "mean_bias_pct": float(np.mean(rel) * 100),
-            "seconds": round(time.time() - start, 1),
-            "archs": [{"arch": str(g), "measured_ms": float(m), "predicted_ms": float(p)}
-                      for g, m, p in zip(genotypes, measured, predicted)]}
+            "mean_bias_pct": float(np.mean(rel) * 100)}
 
 
 # ---------------------------------------------------------------------- CLI
+
+def _describe(errors: dict) -> str:
+    return (f"RMSE {errors['rmse_ms']:.3f} ms, within 10% {errors['within_10pct']:.0%}, "
+            f"within 5% {errors['within_5pct']:.0%}, mean |error| "
+            f"{errors['mean_abs_pct_error']:.1f}%, bias {errors['mean_bias_pct']:+.1f}%")
+
 
 def main(argv: list[str]) -> int:
     if FLAGS.runs < 3 or FLAGS.repeats < 1 or FLAGS.samples < 1 or FLAGS.per_worker < 1 \
@@ -398,14 +439,16 @@ def main(argv: list[str]) -> int:
         load_lut(FLAGS.validate)  # a bad table is one line before TensorFlow loads
         import_tensorflow()
         info = validate(FLAGS.validate, FLAGS.samples, FLAGS.seed, FLAGS.runs, FLAGS.repeats,
-                        FLAGS.cache_dir)
+                        FLAGS.cache_dir, FLAGS.reanchor)
         if FLAGS.json:
             print(json.dumps(info))
-        else:
-            print(f"{info['space']}: {info['samples']} random archs, RMSE "
-                  f"{info['rmse_ms']:.3f} ms, within 10% {info['within_10pct']:.0%}, within "
-                  f"5% {info['within_5pct']:.0%}, mean |error| "
-                  f"{info['mean_abs_pct_error']:.1f}%")
+            return 0
+        print(f"{info['space']}: {info['samples']} random archs, {_describe(info)}")
+        if "reanchored" in info:
+            re = info["reanchored"]
+            print(f"  re-anchored on the {re['calibration_nets']} calibration nets timed "
+                  f"alongside (machine now x{re['factor']:.3f} of table time): "
+                  f"{_describe(re)}")
         return 0
     if not FLAGS.space or not FLAGS.out:
         raise TfnasError("building a table needs --space and --out (or pass --validate=FILE)")

@@ -198,8 +198,15 @@ def test_latency_table_dedupes_loads_and_predicts_whole_nets(tmp_path):
     info = lut.validate(path, samples=3, seed=2, runs=10, cache_dir=str(cache))
     assert len(os.listdir(cache)) == 6
     before = {f: os.path.getmtime(cache / f) for f in os.listdir(cache)}
-    lut.validate(path, samples=3, seed=2, runs=10, cache_dir=str(cache))  # converts nothing
+    # Re-anchoring times the calibration nets among the validated ones (cached: converts
+    # nothing) and rescales the predictions to the machine's speed now.
+    again = lut.validate(path, samples=3, seed=2, runs=10, cache_dir=str(cache), reanchor=True)
     assert {f: os.path.getmtime(cache / f) for f in os.listdir(cache)} == before
+    re = again["reanchored"]
+    assert re["calibration_nets"] == 3
+    assert re["factor"] == pytest.approx(re["scale_now"] / calibration["scale"])
+    rel = [abs(a["predicted_ms"] * re["factor"] / a["measured_ms"] - 1) for a in again["archs"]]
+    assert re["within_10pct"] == pytest.approx(np.mean(np.array(rel) <= 0.10))
     assert set(info) >= {"rmse_ms", "within_10pct", "within_5pct"}
     # Predictions are the table's sums; measurements are real timings. (How close they are
     # is bench/deploy_bench.py's figure: these nets run in ~20 us, all noise.)

@@ -47,16 +47,17 @@ def cross_entropy(labels, logits):
 
 
 def _active_flags(net: SuperNet, variables, indices, single_path: bool) -> list:
-    """Per trainable variable: None (shared, or all ops ran) or "op o of layer l ran"."""
+    """Per trainable variable: None (shared, or all ops ran) or (layer's drawn op index,
+    the variable's op index): the update condition of `apply_gradients`."""
     if not single_path:
         return [None] * len(variables)
-    owner = {}
+    owner, selectors = {}, {}
     for layer, op_index, op in net.candidate_groups():
         if net.is_pinned(layer):
             continue  # a pinned layer always runs
-        flag = tf.equal(indices[layer], op_index)
+        selector = selectors.setdefault(layer, indices[layer])  # one object per layer
         for v in op.trainable_variables:
-            owner[id(v)] = flag
+            owner[id(v)] = (selector, op_index)
     return [owner.get(id(v)) for v in variables]
 
 

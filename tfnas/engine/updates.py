@@ -2,9 +2,11 @@
 
 `tf.switch_case` gives the variables of unselected branches zero gradients, not None, and a
 Keras optimizer would still move them (momentum, decoupled weight decay, Adam's moments). Here
-each group of variables carries a boolean "ran this step"; groups that did not run skip the
-whole update — weight, weight decay and optimizer slots — inside a functional `Case`
-(`tfnas.nn.control.run_if`).
+a variable may carry a condition (selector, value): "updated only where the op index
+`selector` drawn this step equals `value`". The variables of one selector (one searchable
+layer) are updated under one functional `Case` on it that runs the taken op's updates only —
+weight, weight decay and optimizer slots — and none of the others' (`tfnas.nn.control.
+run_branch`); one Case per layer, not one per op, since each Case launch costs time.
 
 Runs in cross-replica context (after `strategy.run`), with gradients already reduced, under
 the default strategy or `MirroredStrategy`. The per-variable math is the optimizer's own
@@ -34,19 +36,26 @@ def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
                     active: Sequence | None = None, strategy=None) -> None:
     """Applies `grads` to `variables`; variable i is updated only where `active[i]` holds.
 
-    `active[i]` is None (always) or a scalar bool tensor; variables sharing one tensor object
-    form one group under one `run_if`. Advances `optimizer.iterations` once. `strategy`:
-    the one the variables were created under (default: the current one).
+    `active[i]` is None (always updated) or (selector, value): updated only where the scalar
+    int tensor `selector` equals the int `value`. Variables sharing one selector object are
+    updated under one switch on it. Advances `optimizer.iterations` once. `strategy`: the one
+    the variables were created under (default: the current one).
     """
     strategy = strategy or tf.distribute.get_strategy()
     lr = tf.convert_to_tensor(optimizer.learning_rate)
     wd = optimizer.weight_decay
-    groups: dict[int, tuple[object, list]] = {}
+    always: list = []
+    switched: dict[int, tuple[object, dict[int, list]]] = {}
     for i, (g, v) in enumerate(zip(grads, variables)):
         if g is None:
             continue
-        flag = None if active is None else active[i]
-        groups.setdefault(id(flag), (flag, []))[1].append((g, v))
+        condition = None if active is None else active[i]
+        if condition is None:
+            always.append((g, v))
+        else:
+            selector, value = condition
+            switched.setdefault(id(selector), (selector, {}))[1].setdefault(
+                int(value), []).append((g, v))
 
     def decayed_update(var, grad):
         var.assign_sub(var * tf.cast(wd * lr, var.dtype))
@@ -63,9 +72,14 @@ def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
 
     # Mirrored variables over several local devices cannot share one functional Case.
     functional = strategy.num_replicas_in_sync == 1 or len(strategy.extended.worker_devices) == 1
-    for flag, pairs in groups.values():
-        if flag is None:
-            run(pairs)
-        else:
-            control.run_if(flag, lambda pairs=pairs: run(pairs), functional=functional)
+    run(always)
+    for selector, by_value in switched.values():
+        values = sorted(by_value)
+        # Branch 0 updates nothing (the drawn op holds no variables here); branch k + 1
+        # updates the variables of values[k].
+        branch = tf.reduce_sum(tf.cast(tf.equal(tf.cast(selector, tf.int32), values), tf.int32)
+                               * tf.range(1, len(values) + 1))
+        control.run_branch(branch, [lambda: None] + [
+            lambda pairs=by_value[value]: run(pairs) for value in values],
+            functional=functional)
     optimizer.iterations.assign_add(1)

@@ -28,19 +28,22 @@ def switch_case(index, branches: Sequence[Callable], name: str = "switch_case"):
                                 name=name, lower_using_switch_merge=False)
 
 
-def run_if(flag, fn: Callable[[], None], name: str = "run_if", functional: bool = True) -> None:
-    """Runs the side effects of `fn()` only where the scalar bool `flag` holds.
+def run_branch(index, fns: Sequence[Callable[[], None]], name: str = "run_branch",
+               functional: bool = True) -> None:
+    """Runs only the side effects of `fns[index]` (a scalar int tensor).
 
-    `functional=False` uses the lowered `tf.cond`: needed when `fn` touches resources on
-    several devices (a functional Case is placed on one; MirroredStrategy's per-device
-    updates are not).
+    `functional=False` uses the lowered `tf.switch_case`: needed when the functions touch
+    resources on several devices (a functional Case is placed on one; MirroredStrategy's
+    per-device updates are not).
     """
-    if not functional:
-        tf.cond(flag, fn, lambda: None, name=name)
-        return
+    def branch(fn):
+        def run():
+            fn()
+            return tf.constant(0)
+        return run
 
-    def taken():
-        fn()
-        return tf.constant(True)
-
-    switch_case(tf.cast(flag, tf.int32), [lambda: tf.constant(False), taken], name=name)
+    branches = [branch(fn) for fn in fns]
+    if functional:
+        switch_case(index, branches, name=name)
+    else:
+        tf.switch_case(tf.convert_to_tensor(index, tf.int32), branches, name=name)
