@@ -46,7 +46,7 @@ def cross_entropy(labels, logits):
         labels, tf.cast(logits, tf.float32), from_logits=True))
 
 
-def _active_flags(net: SuperNet, variables, indices, single_path: bool) -> list:
+def _update_conditions(net: SuperNet, variables, indices, single_path: bool) -> list:
     """Per trainable variable: None (shared, or all ops ran) or (layer's drawn op index,
     the variable's op index): the update condition of `apply_gradients`."""
     if not single_path:
@@ -97,7 +97,7 @@ def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gu
         loss, grads = strategy.run(replica, args=(images, labels, sample.indices, weights))
         grads = _reduce(strategy, grads, variables)
         apply_gradients(optimizer, grads, variables,
-                        _active_flags(net, variables, sample.indices, single), strategy)
+                        _update_conditions(net, variables, sample.indices, single), strategy)
         if anneal:
             arch.decay_temperature()
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
