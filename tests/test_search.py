@@ -221,3 +221,24 @@ def test_two_level_sampling_is_straight_through():
     probs = arch.probabilities().numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert (probs[~mask] == 0).all()
+
+
+def test_grappler_auto_is_off_without_a_gpu_and_modes_switch_it():
+    import tensorflow as tf
+
+    from tfnas.errors import TfnasError
+    from tfnas.search.strategy import configure_grappler
+
+    def disabled():
+        return bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer"))
+
+    before = disabled()
+    try:
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+        assert configure_grappler("auto") is has_gpu and disabled() is not has_gpu
+        assert configure_grappler("on") is True and not disabled()
+        assert configure_grappler("off") is False and disabled()
+        with pytest.raises(TfnasError, match="unknown --grappler"):
+            configure_grappler("fast")
+    finally:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})

@@ -113,10 +113,11 @@ def main(argv: list[str]) -> int:
     import tfnas
     from tfnas.search.data import SearchData
     from tfnas.search.report import summary_table
-    from tfnas.search.strategy import is_chief, make_strategy, num_workers
+    from tfnas.search.strategy import configure_grappler, is_chief, make_strategy, num_workers
 
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
+    configure_grappler(FLAGS.grappler)
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
     chief = is_chief(strategy)
     if hournas:

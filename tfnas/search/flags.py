@@ -94,6 +94,12 @@ def define_flags() -> None:
                   "auto: MirroredStrategy when more than one GPU is visible, else default. "
                   "multi_worker reads TF_CONFIG (MultiWorkerMirroredStrategy); tpu uses "
                   "--tpu.")
+    d.DEFINE_enum("grappler", "auto", ["auto", "on", "off"],
+                  "TensorFlow's graph optimizer on the search steps. auto: on only when a GPU "
+                  "is visible. On CPU it costs seconds per traced supernet step on their first "
+                  "calls and buys no step time; on GPUs its layout and fusion passes pay off. "
+                  "It changes float rounding, so the searched arch may differ between on and "
+                  "off.")
     d.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
     d.DEFINE_integer("seed", 0, "Random seed (data split and order, Gumbel noise, init).")
     d.DEFINE_integer("checkpoint_every", 0,
