@@ -97,7 +97,8 @@ def define_flags() -> None:
     d.DEFINE_enum("grappler", "auto", ["auto", "on", "off"],
                   "TensorFlow's graph optimizer on the search steps. auto: on only when a GPU "
                   "is visible. On CPU it costs seconds per traced supernet step on their first "
-                  "calls and buys no step time; on GPUs its layout and fusion passes pay off. "
+                  "calls and buys no step time; with a GPU it stays on for its layout and fusion "
+                  "passes. "
                   "It changes float rounding, so the searched arch may differ between on and "
                   "off.")
     d.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
