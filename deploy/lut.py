@@ -31,10 +31,9 @@ from absl import flags
 
 from tfnas import cli
 from tfnas.cli import import_tensorflow
-from tfnas.cost.tables import _resolutions as in_resolutions  # fixed blocks, layers, head
+from tfnas.cost.tables import block_resolutions  # fixed blocks, layers, head
 from tfnas.errors import TfnasError
-from tfnas.io import read_json
-from tfnas.io import atomic_path, write_json
+from tfnas.io import atomic_path, read_json, write_json
 from tfnas.progress import Progress
 from tfnas.space import get_space, list_spaces
 from tfnas.space.genotype import Genotype, parse_genotype
@@ -113,7 +112,7 @@ def block_key(op: str, in_res: int, cin: int, cout: int, stride: int, act: str) 
 
 def layer_keys(space: MBConvSpace, resolution: int) -> list[list[str | None]]:
     """[L][O] block keys (None: skip or illegal)."""
-    res = in_resolutions(space, resolution)[len(space.fixed_layers):]
+    res = block_resolutions(space, resolution)[len(space.fixed_layers):]
     return [[block_key(op, r, layer.in_channels, layer.out_channels, layer.stride,
                        space.activation) if op in layer.legal_ops else None
              for op in space.ops] for layer, r in zip(space.layers, res)]
@@ -126,7 +125,7 @@ def block_models(space: MBConvSpace, resolution: int,
 
     from tfnas.nn import blocks
 
-    res = in_resolutions(space, resolution)
+    res = block_resolutions(space, resolution)
     act = space.activation
 
     def single(in_shape, apply):

@@ -118,6 +118,40 @@ def test_resume_after_kill_9_gives_the_same_result(finished, tmp_path):
     assert _record(model_dir) == _record(finished[0])
 
 
+def _checkpoint_steps(model_dir, stage):
+    directory = os.path.join(model_dir, "checkpoints", stage)
+    return sorted(int(n[len("ckpt-"):-len(".index")]) for n in os.listdir(directory)
+                  if n.endswith(".index"))
+
+
+def _by_clock(secs):
+    """TINY with the default trigger, the clock, instead of a save every step."""
+    return [a for a in TINY if not a.startswith("--checkpoint_every")] + [
+        "--checkpoint_every=0", f"--checkpoint_secs={secs}"]
+
+
+def test_clock_triggered_checkpoints_resume_and_idle_clock_saves_only_stage_ends(
+        finished, tmp_path):
+    # A clock that is always due saves from the first steps on, and a run killed there
+    # resumes to the uninterrupted result.
+    model_dir = str(tmp_path / "due")
+    _kill_when(model_dir, lambda d: _checkpoints(d, "vital") >= 1, args=_by_clock(1e-6))
+    proc = run_cli("tfnas.search", *_by_clock(1e-6), f"--model_dir={model_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming" in proc.stdout
+    strip = lambda r: {k: v for k, v in r.items() if k != "flags"}  # noqa: E731
+    assert strip(_record(model_dir)) == strip(_record(finished[0]))
+    # A clock that is never due saves only at the end of each stage.
+    model_dir = str(tmp_path / "idle")
+    proc = run_cli("tfnas.search", *_by_clock(1e9), f"--model_dir={model_dir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ends = {stage: _checkpoint_steps(model_dir, stage) for stage in ("vital", "nonvital")}
+    assert all(len(steps) == 1 for steps in ends.values()), ends
+    due_steps = _checkpoint_steps(str(tmp_path / "due"), "nonvital")
+    last = ends["nonvital"][0]
+    assert due_steps == [last - 1, last], (due_steps, ends)  # every step saved, 2 kept
+
+
 def test_ablations_run(tmp_path):
     for extra in (["--two_stage=false"], ["--sampler=gumbel_softmax"]):
         model_dir = str(tmp_path / extra[0].split("=")[0].strip("-"))

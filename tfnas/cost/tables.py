@@ -87,7 +87,7 @@ def mbconv_tables(space: MBConvSpace, resolution: int = NOMINAL_RESOLUTION,
                       space.legal_mask())
 
 
-def _resolutions(space: MBConvSpace, resolution: int) -> list[int]:
+def block_resolutions(space: MBConvSpace, resolution: int) -> list[int]:
     """Input resolution of every block (fixed blocks first) at a given input resolution."""
     r = math.ceil(resolution / space.stem_stride)
     out = []
@@ -99,13 +99,13 @@ def _resolutions(space: MBConvSpace, resolution: int) -> list[int]:
 
 
 def _in_res(space: MBConvSpace, layer_index: int, resolution: int) -> int:
-    return _resolutions(space, resolution)[len(space.fixed_layers) + layer_index]
+    return block_resolutions(space, resolution)[len(space.fixed_layers) + layer_index]
 
 
 def fixed_cost(space: MBConvSpace, resolution: int = NOMINAL_RESOLUTION,
                num_classes: int = NOMINAL_CLASSES) -> analytic.Cost:
     """Stem, fixed blocks, head conv and fc: the part no genotype changes."""
-    resolutions = _resolutions(space, resolution)
+    resolutions = block_resolutions(space, resolution)
     total = analytic.conv(3, space.stem_channels, 3, resolutions[0])
     for layer, r in zip(space.fixed_layers, resolutions):
         total += analytic.block_cost(layer.fixed_op, layer.in_channels, layer.out_channels,
