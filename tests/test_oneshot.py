@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 from conftest import assert_one_line_error, run_cli
-from test_search import _checkpoints, _kill_when
+from test_search import _checkpoints, _kill_when, run_two_workers
 
 from tfnas.space import get_space
 from tfnas.space.nb201 import parse_nb201, to_nb201_string
@@ -48,6 +48,12 @@ def test_setn_on_nb201_selects_among_evaluator_samples(tmp_path):
     # The evaluator learned something: θ moved away from uniform.
     theta = np.load(os.path.join(model_dir, "theta.npy"))
     assert np.abs(theta).max() > 1e-3
+
+
+def test_setn_with_two_workers_on_localhost_agrees(tmp_path):
+    chief, worker = run_two_workers(str(tmp_path / "mw"), [
+        *NB201, "--algorithm=setn", "--num_candidates=12", "--batch_size=16"])
+    assert chief["algorithm"] == "setn" and chief == worker
 
 
 def test_tnas_oneshot_on_nb201_resumes_after_kill_9_to_the_same_result(tmp_path):

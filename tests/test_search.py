@@ -172,8 +172,9 @@ def _free_ports(n):
     return ports
 
 
-def test_two_workers_on_localhost_agree(tmp_path):
-    model_dir = str(tmp_path / "mw")
+def run_two_workers(model_dir, args):
+    """Runs `python -m tfnas.search ARGS --strategy=multi_worker` as 2 worker processes on
+    localhost; returns the chief's and worker 1's arch.json records."""
     cluster = {"worker": [f"localhost:{p}" for p in _free_ports(2)]}
     procs = []
     for index in range(2):
@@ -181,14 +182,18 @@ def test_two_workers_on_localhost_agree(tmp_path):
                "TF_CONFIG": json.dumps({"cluster": cluster,
                                         "task": {"type": "worker", "index": index}})}
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tfnas.search", *TINY, f"--model_dir={model_dir}",
-             "--strategy=multi_worker", "--batch_size=16", "--checkpoint_every=4"],
+            [sys.executable, "-m", "tfnas.search", *args, f"--model_dir={model_dir}",
+             "--strategy=multi_worker"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    chief = _record(model_dir)
-    worker = _record(os.path.join(model_dir, ".worker1", "result"))
+    return _record(model_dir), _record(os.path.join(model_dir, ".worker1", "result"))
+
+
+def test_two_workers_on_localhost_agree(tmp_path):
+    chief, worker = run_two_workers(str(tmp_path / "mw"),
+                                    [*TINY, "--batch_size=16", "--checkpoint_every=4"])
     assert chief == worker
 
 
