@@ -4,6 +4,7 @@ after kill -9, two workers on localhost, and bad input that never damages a run 
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -86,11 +87,17 @@ def test_rerun_of_a_finished_search_changes_nothing(finished):
     assert _record(model_dir) == before
 
 
-def _checkpoints(model_dir, stage):
+def _checkpoint_steps(model_dir, stage):
+    """Steps of the checkpoints kept for `stage` (none before its directory exists)."""
     directory = os.path.join(model_dir, "checkpoints", stage)
     if not os.path.isdir(directory):
-        return 0
-    return len([n for n in os.listdir(directory) if n.endswith(".index")])
+        return []
+    kept = (re.fullmatch(r"ckpt-(\d+)\.index", n) for n in os.listdir(directory))
+    return sorted(int(m.group(1)) for m in kept if m)
+
+
+def _checkpoints(model_dir, stage):
+    return len(_checkpoint_steps(model_dir, stage))
 
 
 def _kill_when(model_dir, predicate, timeout=300, args=TINY):
@@ -116,12 +123,6 @@ def test_resume_after_kill_9_gives_the_same_result(finished, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
     assert _record(model_dir) == _record(finished[0])
-
-
-def _checkpoint_steps(model_dir, stage):
-    directory = os.path.join(model_dir, "checkpoints", stage)
-    return sorted(int(n[len("ckpt-"):-len(".index")]) for n in os.listdir(directory)
-                  if n.endswith(".index"))
 
 
 def _by_clock(secs):
