@@ -1,5 +1,6 @@
 """The supernet holds every legal op of every layer, samples only allowed ops, saves and
-reloads, and a path copied into the standalone builder's model gives the same outputs."""
+reloads, a path copied into the standalone builder's model gives the same outputs, and its
+fused BatchNorm trains as the built-in one does."""
 
 import os
 
@@ -13,6 +14,7 @@ from tfnas.cost.tables import cost_tables
 from tfnas.engine import copy_to_child, extract_child
 from tfnas.nn.builder import build_model
 from tfnas.nn.sampling import ArchParams, expected_cost, fixed_sample, resource_penalty
+from tfnas.nn.blocks import FusedBatchNorm
 from tfnas.nn.supernet import SuperNet
 from tfnas.space import Genotype, get_space
 
@@ -148,3 +150,35 @@ def test_a_path_of_an_unpinned_supernet_copies_into_the_child():
                                rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="not a candidate"):
         copy_to_child(SuperNet(TINY, 10, SHAPE, fixed={0: 1}), tiny_child, tiny_genotype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_float16"])
+def test_fused_batch_norm_trains_as_the_built_in_layer(dtype):
+    """Same output and gradients in training (inference is the built-in call); the moving
+    mean moves alike, the moving variance by the unbiased batch variance."""
+    x = tf.random.stateless_normal((4, 5, 5, 6), seed=(1, 2)) * 3.0 + 1.0
+    layers = [cls(momentum=0.9, epsilon=1e-3, dtype=dtype)
+              for cls in (keras.layers.BatchNormalization, FusedBatchNorm)]
+    outs, grads = [], []
+    for layer in layers:
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 1.5, 6)); layer.beta.assign(np.linspace(-1, 1, 6))
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.range(6, dtype=tf.float32))
+        assert y.dtype == layer.compute_dtype
+        outs.append(tf.cast(y, tf.float32).numpy())
+        grads.append([g.numpy() for g in tape.gradient(loss, [x, layer.gamma, layer.beta])])
+    tol = 1e-4 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(outs[1], outs[0], rtol=tol, atol=tol)
+    for fused, plain in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(fused, plain, rtol=tol, atol=tol)
+    plain, fused = layers
+    stat_tol = 1e-5 if dtype == "float32" else 1e-3  # the float16 input is rounded
+    np.testing.assert_allclose(fused.moving_mean.numpy(), plain.moving_mean.numpy(),
+                               rtol=stat_tol)
+    n = 4 * 5 * 5
+    batch_var = tf.math.reduce_variance(x, axis=(0, 1, 2)).numpy()
+    np.testing.assert_allclose(fused.moving_variance.numpy(),
+                               0.9 + 0.1 * batch_var * n / (n - 1), rtol=stat_tol)

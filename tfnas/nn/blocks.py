@@ -1,13 +1,15 @@
 """The layers of one block, shared by the standalone builder and the supernet's candidate ops.
 
-Only built-in Keras layers are used, so a standalone net can be rebuilt layer by layer in
-tf_keras (quantization-aware training) and matched by name across builds. Names are
+The standalone builder gets built-in Keras layers only, so its net can be rebuilt layer by
+layer in tf_keras (quantization-aware training); the supernet swaps in subclasses with the
+same weights (group conv, fused BatchNorm). Layers match by name across builds. Names are
 `<position>.<part>`, e.g. `layer3_2.expand_conv` (Keras 3 forbids '/' in layer names).
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from tfnas.cost.analytic import se_channels
@@ -25,16 +27,47 @@ def activation(kind: str, name: str) -> layers.Layer:
     raise ValueError(f"unknown activation {kind!r}")
 
 
-def batch_norm(name: str) -> layers.Layer:
-    return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+@keras.saving.register_keras_serializable(package="tfnas")
+class FusedBatchNorm(layers.BatchNormalization):
+    """BatchNormalization whose training call is TensorFlow's fused kernel (FusedBatchNormV3).
+
+    Keras 3 normalizes a batch with some twenty small ops (moments, moving averages, the
+    affine), and a supernet step traces, differentiates and exports as `Case` intermediates
+    every one of them for every candidate op; the fused op and its fused gradient are one op
+    each. Same weights as the built-in layer. As in tf.keras's fused path, the moving variance
+    averages the unbiased batch variance. Inference, and any setting the kernel does not
+    cover, is the built-in call.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        fusable = (training and self.trainable and mask is None and not self.renorm
+                   and not self.synchronized and self.center and self.scale
+                   and len(inputs.shape) == 4 and self.axis in (-1, 3))
+        if not fusable:
+            return super().call(inputs, training=training, mask=mask)
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            tf.cast(inputs, tf.float32), tf.cast(self.gamma, tf.float32),
+            tf.cast(self.beta, tf.float32), mean=tf.cast(self.moving_mean, tf.float32),
+            variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
+            is_training=True, exponential_avg_factor=1.0 - self.momentum)
+        self.moving_mean.assign(tf.cast(mean, self.moving_mean.dtype))
+        self.moving_variance.assign(tf.cast(variance, self.moving_variance.dtype))
+        return tf.cast(y, self.compute_dtype)
+
+
+BatchNorm = type[layers.BatchNormalization]
+
+
+def batch_norm(name: str, cls: BatchNorm = layers.BatchNormalization) -> layers.Layer:
+    return cls(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
 def conv_bn_act(filters: int, kernel: int, stride: int, act: str | None,
-                prefix: str) -> list[layers.Layer]:
+                prefix: str, bn: BatchNorm = layers.BatchNormalization) -> list[layers.Layer]:
     """Conv (no bias) -> BN -> activation, named `<prefix>.conv/.bn/.act`."""
     out = [layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
                          name=f"{prefix}.conv"),
-           batch_norm(f"{prefix}.bn")]
+           batch_norm(f"{prefix}.bn", bn)]
     if act:
         out.append(activation(act, f"{prefix}.act"))
     return out
@@ -47,12 +80,14 @@ class BlockLayers:
     depthwise -> BN -> act -> [SE] -> 1x1 project -> BN, with an identity residual when the
     shape is kept. `skip` has no layers. `in_hw` is the input's spatial size, needed only by
     the channel shuffle of group ops. `group_conv` is the class of the group-2 1x1 convs (the
-    supernet passes one whose CPU gradient needs no XLA; same weights).
+    supernet passes one whose CPU gradient needs no XLA) and `bn` that of the BatchNorms (the
+    supernet passes a fused one); both keep the built-in layer's weights.
     """
 
     def __init__(self, op: str | OpSpec, in_channels: int, out_channels: int, stride: int,
                  act: str, prefix: str, in_hw: tuple[int, int] | None = None,
-                 group_conv: type[layers.Conv2D] = layers.Conv2D):
+                 group_conv: type[layers.Conv2D] = layers.Conv2D,
+                 bn: BatchNorm = layers.BatchNormalization):
         self.spec = parse_op(op) if isinstance(op, str) else op
         self.prefix = prefix
         self.residual = stride == 1 and in_channels == out_channels
@@ -68,7 +103,7 @@ class BlockLayers:
             self.pre += [
                 conv(mid, 1, padding="same", use_bias=False, groups=spec.groups,
                      name=f"{p}.expand_conv"),
-                batch_norm(f"{p}.expand_bn"),
+                batch_norm(f"{p}.expand_bn", bn),
                 activation(act, f"{p}.expand_act"),
             ]
             if spec.groups > 1:
@@ -82,7 +117,7 @@ class BlockLayers:
         self.pre += [
             layers.DepthwiseConv2D(spec.kernel, stride, padding="same", use_bias=False,
                                    name=f"{p}.dw_conv"),
-            batch_norm(f"{p}.dw_bn"),
+            batch_norm(f"{p}.dw_bn", bn),
             activation(act, f"{p}.dw_act"),
         ]
         if spec.se:
@@ -97,7 +132,7 @@ class BlockLayers:
         self.post = [
             conv(out_channels, 1, padding="same", use_bias=False, groups=spec.groups,
                  name=f"{p}.project_conv"),
-            batch_norm(f"{p}.project_bn"),
+            batch_norm(f"{p}.project_bn", bn),
         ]
         if self.residual:
             self.add = layers.Add(name=f"{p}.add")
@@ -149,13 +184,14 @@ def _apply(layer: layers.Layer, x, training):
     return layer(x)
 
 
-def stem_layers(channels: int, act: str) -> list[layers.Layer]:
-    return conv_bn_act(channels, 3, 2, act, "stem")
+def stem_layers(channels: int, act: str,
+                bn: BatchNorm = layers.BatchNormalization) -> list[layers.Layer]:
+    return conv_bn_act(channels, 3, 2, act, "stem", bn)
 
 
-def head_layers(channels: int, num_classes: int, act: str,
-                dropout_rate: float = 0.0) -> list[layers.Layer]:
-    out = conv_bn_act(channels, 1, 1, act, "head")
+def head_layers(channels: int, num_classes: int, act: str, dropout_rate: float = 0.0,
+                bn: BatchNorm = layers.BatchNormalization) -> list[layers.Layer]:
+    out = conv_bn_act(channels, 1, 1, act, "head", bn)
     out.append(layers.GlobalAveragePooling2D(name="head.pool"))
     if dropout_rate > 0:
         out.append(layers.Dropout(dropout_rate, name="head.dropout"))

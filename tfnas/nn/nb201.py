@@ -15,29 +15,32 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tfnas.nn.blocks import apply_sequence, batch_norm
+from tfnas.nn.blocks import BatchNorm, apply_sequence, batch_norm
 from tfnas.space.genotype import Genotype
 from tfnas.space.nb201 import (CONV_KERNELS, EDGES, NOMINAL_CLASSES, NOMINAL_RESOLUTION,
                                NUM_NODES, NB201Space, parse_nb201)
 from tfnas.space.registry import get_space
 
 
-def relu_conv_bn(filters: int, kernel: int, stride: int, prefix: str) -> list[layers.Layer]:
+def relu_conv_bn(filters: int, kernel: int, stride: int, prefix: str,
+                 bn: BatchNorm = layers.BatchNormalization) -> list[layers.Layer]:
     return [layers.ReLU(name=f"{prefix}.relu"),
             layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False,
                           name=f"{prefix}.conv"),
-            batch_norm(f"{prefix}.bn")]
+            batch_norm(f"{prefix}.bn", bn)]
 
 
-def edge_layers(op: str, channels: int, prefix: str) -> list[layers.Layer] | None:
-    """The layers of one cell edge; [] is the identity and None the `none` op."""
+def edge_layers(op: str, channels: int, prefix: str,
+                bn: BatchNorm = layers.BatchNormalization) -> list[layers.Layer] | None:
+    """The layers of one cell edge; [] is the identity and None the `none` op. `bn`: the
+    BatchNorm class (the template network passes a fused one; same weights)."""
     if op == "none":
         return None
     if op == "skip_connect":
         return []
     if op == "avg_pool_3x3":
         return [layers.AveragePooling2D(3, 1, padding="same", name=f"{prefix}.pool")]
-    return relu_conv_bn(channels, CONV_KERNELS[op], 1, prefix)
+    return relu_conv_bn(channels, CONV_KERNELS[op], 1, prefix, bn)
 
 
 def cell(x, ops: tuple[str, ...], channels: int, prefix: str):

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from tfnas.nn.blocks import apply_sequence, batch_norm
+from tfnas.nn.blocks import FusedBatchNorm, apply_sequence, batch_norm
 from tfnas.nn.nb201 import edge_layers, relu_conv_bn
 from tfnas.nn.sampling import ArchSample
 from tfnas.nn.supernet import local_index, run_candidates
@@ -33,7 +33,7 @@ class EdgeOp(keras.layers.Layer):
         kwargs.setdefault("name", f"{prefix}.{op}")
         super().__init__(**kwargs)
         self.op, self.channels, self.prefix = op, channels, prefix
-        self.parts = edge_layers(op, channels, prefix) or []
+        self.parts = edge_layers(op, channels, prefix, FusedBatchNorm) or []
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -89,7 +89,7 @@ class NB201SuperNet(keras.Model):
         allowed = self.allowed_mask()
         c1 = self.space.stage_channels[0]
         self.stem = [layers.Conv2D(c1, 3, padding="same", use_bias=False, name="stem.conv"),
-                     batch_norm("stem.bn")]
+                     batch_norm("stem.bn", FusedBatchNorm)]
         self.stages = []  # per stage: (reduction (main, shortcut) or None, [cell edges])
         self.edge_op_layers = []  # tracked, so weights save and load
         cin = c1
@@ -97,8 +97,8 @@ class NB201SuperNet(keras.Model):
             reduction = None
             if c != cin:
                 p = f"reduce{stage}"
-                reduction = (relu_conv_bn(c, 3, 2, f"{p}.conv_a") + relu_conv_bn(c, 3, 1,
-                                                                              f"{p}.conv_b"),
+                reduction = (relu_conv_bn(c, 3, 2, f"{p}.conv_a", FusedBatchNorm)
+                             + relu_conv_bn(c, 3, 1, f"{p}.conv_b", FusedBatchNorm),
                              [layers.AveragePooling2D(2, 2, padding="valid",
                                                       name=f"{p}.shortcut_pool"),
                               layers.Conv2D(c, 1, use_bias=False, name=f"{p}.shortcut_conv")])
@@ -115,7 +115,7 @@ class NB201SuperNet(keras.Model):
                 cells.append(edges)
             self.stages.append((reduction, cells))
         self.reduction_layers = [l for r, _ in self.stages if r for l in r[0] + r[1]]
-        self.head = [batch_norm("head.bn"), layers.ReLU(name="head.relu"),
+        self.head = [batch_norm("head.bn", FusedBatchNorm), layers.ReLU(name="head.relu"),
                      layers.GlobalAveragePooling2D(name="head.pool"),
                      layers.Dense(num_classes, name="head.fc")]
         self.build((None, *self.image_shape))

@@ -66,7 +66,8 @@ class CandidateOp(keras.layers.Layer):
         self.activation = activation
         self.in_hw = tuple(in_hw) if in_hw is not None else None
         self.block = blocks.BlockLayers(op, in_channels, out_channels, stride, activation,
-                                        position, in_hw=self.in_hw, group_conv=GroupConv2D)
+                                        position, in_hw=self.in_hw, group_conv=GroupConv2D,
+                                        bn=blocks.FusedBatchNorm)
         self.parts = list(self.block.layers)  # tracked, so weights save and load
 
     def build(self, input_shape):
@@ -203,7 +204,7 @@ class SuperNet(keras.Model):
         sp = base.with_width(width_multiplier) if width_multiplier != 1.0 else base
         self.space = sp
         act = sp.activation
-        self.stem = blocks.stem_layers(sp.stem_channels, act)
+        self.stem = blocks.stem_layers(sp.stem_channels, act, blocks.FusedBatchNorm)
         hw = _spatial(self.image_shape[:2], sp.stem_stride)
         self.fixed_blocks = []
         for layer in sp.fixed_layers:
@@ -220,7 +221,7 @@ class SuperNet(keras.Model):
                                                 layer.stride, act, hw))
             hw = _spatial(hw, layer.stride)
         self.head = blocks.head_layers(sp.head_channels, self.num_classes, act,
-                                       self.dropout_rate)
+                                       self.dropout_rate, blocks.FusedBatchNorm)
         self.build((None, *self.image_shape))
 
     def allowed_mask(self) -> np.ndarray:

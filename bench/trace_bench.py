@@ -1,0 +1,126 @@
+"""Tracing cost of the supernet's two search steps, optionally against another checkout.
+
+  python bench/trace_bench.py [--space=fbnet --image_size=32 --width=0.5 --batch=32]
+                              [--vital_only] [--vs_root=OTHER_CHECKOUT] [--rounds=1]
+
+Tracing dominates a default CPU search (see the README's Search figures). For the weight step
+and the θ step of one supernet this prints the Python trace time, the first call's time (graph
+set-up) and the node count of the traced graph, its function library included. With
+`--vs_root` the same measurement runs on the code of another checkout (e.g. a `git worktree`
+of an earlier commit) in alternating processes (A B A B ...) and the ratios A/B are printed.
+Grappler is off, as `--grappler=auto` leaves it on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from absl import flags  # noqa: E402
+
+from tfnas import cli  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("space", "fbnet", "Registered MBConv search space of the supernet.")
+flags.DEFINE_integer("image_size", 32, "Input resolution (square), as the search's flag.")
+flags.DEFINE_float("width", 0.5, "Width multiplier, as the search's --width_multiplier.")
+flags.DEFINE_integer("batch", 32, "Batch size of the traced steps.")
+flags.DEFINE_bool("vital_only", False, "Trace HourNAS stage 1's vital-only supernet.")
+flags.DEFINE_string("vs_root", None, "Root of another checkout to measure side by side.")
+flags.DEFINE_integer("rounds", 1, "Processes per checkout; figures are medians.")
+flags.DEFINE_string("worker_root", None, "Internal: measure the code under this root once and "
+                    "print JSON.")
+
+STEPS = ("weight", "arch")
+
+
+def graph_nodes(concrete) -> int:
+    graph_def = concrete.graph.as_graph_def()
+    return len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
+
+
+def measure() -> dict:
+    tf = cli.import_tensorflow()
+    import keras
+
+    from tfnas.engine.steps import make_arch_step, make_weight_step
+    from tfnas.nn.sampling import ArchParams
+    from tfnas.nn.supernet import SuperNet
+
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    size = FLAGS.image_size
+    net = SuperNet(FLAGS.space, 10, (size, size, 3), width_multiplier=FLAGS.width,
+                   vital_only=FLAGS.vital_only)
+    arch = ArchParams(net.allowed_mask(), seed=0)
+    steps = {"weight": make_weight_step(net, arch, keras.optimizers.SGD(
+                 0.1, momentum=0.9, weight_decay=4e-5)),
+             "arch": make_arch_step(net, arch, keras.optimizers.Adam(0.01))}
+    images = tf.random.stateless_normal((FLAGS.batch, size, size, 3), seed=(0, 1))
+    labels = tf.zeros((FLAGS.batch,), tf.int32)
+    out = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        concrete = step.get_concrete_function(images, labels)
+        traced = time.perf_counter()
+        step(images, labels)
+        out[name] = {"trace_s": traced - start, "first_call_s": time.perf_counter() - traced,
+                     "nodes": graph_nodes(concrete)}
+    return out
+
+
+def run_worker(root: str) -> dict:
+    args = [sys.executable, os.path.abspath(__file__), f"--worker_root={root}",
+            f"--space={FLAGS.space}", f"--image_size={FLAGS.image_size}",
+            f"--width={FLAGS.width}", f"--batch={FLAGS.batch}",
+            f"--vital_only={FLAGS.vital_only}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": root}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        sys.exit(f"worker under {root} failed: {proc.stderr.strip().splitlines()[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict], step: str, key: str) -> float:
+    return statistics.median(r[step][key] for r in runs)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if FLAGS.worker_root:
+        sys.path.insert(0, FLAGS.worker_root)  # ahead of this script's own checkout
+        for name in [m for m in sys.modules if m == "tfnas" or m.startswith("tfnas.")]:
+            del sys.modules[name]
+        print(json.dumps(measure()))
+        return
+    roots = {"A": ROOT, **({"B": os.path.abspath(FLAGS.vs_root)} if FLAGS.vs_root else {})}
+    runs: dict[str, list[dict]] = {k: [] for k in roots}
+    for r in range(FLAGS.rounds):
+        for key, root in roots.items():
+            runs[key].append(run_worker(root))
+            print(f"round {r + 1}/{FLAGS.rounds} {key} done", file=sys.stderr, flush=True)
+    what = "vital-only" if FLAGS.vital_only else "full"
+    print(f"{FLAGS.space} {what} supernet, {FLAGS.image_size} px, width {FLAGS.width}, batch "
+          f"{FLAGS.batch}; medians of {FLAGS.rounds} process(es) per checkout")
+    for key, root in roots.items():
+        print(f"  {key} = {root}")
+    for step in STEPS:
+        for key in roots:
+            print(f"  {step:6s} step {key}: trace {median_of(runs[key], step, 'trace_s'):6.1f} s"
+                  f"  first call {median_of(runs[key], step, 'first_call_s'):5.1f} s"
+                  f"  nodes {median_of(runs[key], step, 'nodes'):8.0f}")
+        if "B" in roots:
+            ratio = {k: median_of(runs["A"], step, k) / median_of(runs["B"], step, k)
+                     for k in ("trace_s", "first_call_s", "nodes")}
+            print(f"  {step:6s} step A/B: trace {ratio['trace_s']:.2f}  first call "
+                  f"{ratio['first_call_s']:.2f}  nodes {ratio['nodes']:.2f}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
