@@ -12,9 +12,9 @@ import tensorflow as tf
 from supernet_fixtures import TINY, random_indices, randomize
 from tfnas.cost.tables import cost_tables
 from tfnas.engine import copy_to_child, extract_child
+from tfnas.nn.blocks import FusedBatchNorm
 from tfnas.nn.builder import build_model
 from tfnas.nn.sampling import ArchParams, expected_cost, fixed_sample, resource_penalty
-from tfnas.nn.blocks import FusedBatchNorm
 from tfnas.nn.supernet import SuperNet
 from tfnas.space import Genotype, get_space
 
@@ -162,7 +162,8 @@ def test_fused_batch_norm_trains_as_the_built_in_layer(dtype):
     outs, grads = [], []
     for layer in layers:
         layer.build(x.shape)
-        layer.gamma.assign(np.linspace(0.5, 1.5, 6)); layer.beta.assign(np.linspace(-1, 1, 6))
+        layer.gamma.assign(np.linspace(0.5, 1.5, 6))
+        layer.beta.assign(np.linspace(-1, 1, 6))
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x, training=True)
