@@ -80,7 +80,7 @@ def run_worker(root: str) -> dict:
             f"--space={FLAGS.space}", f"--image_size={FLAGS.image_size}",
             f"--width={FLAGS.width}", f"--batch={FLAGS.batch}",
             f"--vital_only={FLAGS.vital_only}"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": root}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}  # the worker puts `root` first itself
     proc = subprocess.run(args, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.exit(f"worker under {root} failed: {proc.stderr.strip().splitlines()[-1]}")
