@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from supernet_fixtures import TINY, randomize
 from tfnas.cost.tables import cost_tables
-from tfnas.engine import make_arch_step, make_eval_step, make_weight_step
+from tfnas.engine import make_arch_step, make_eval_step, make_search_steps, make_weight_step
 from tfnas.nn.sampling import ArchParams, expected_cost, fixed_sample, resource_penalty
 from tfnas.nn.supernet import SuperNet
 from tfnas.space import get_space
@@ -116,6 +116,51 @@ def test_fifty_steps_one_trace_a_different_path_each_step_and_a_cost_penalty():
         assert float(loss) == pytest.approx(float(tf.reduce_sum(expected)), rel=1e-4)
         assert float(hits) == float(np.sum(np.argmax(logits, -1) == labels.numpy()))
     assert evaluate.experimental_get_tracing_count() == 1
+
+
+@pytest.mark.parametrize("mode", ["gumbel_max", "gumbel_softmax"])
+def test_search_steps_share_one_pass_and_match_the_separate_steps(mode):
+    """The search's pair traces the forward and backward once and trains exactly as
+    `make_weight_step` + `make_arch_step` do (same draws, losses, weights and θ)."""
+    tables = cost_tables(get_space(TINY), resolution=32, num_classes=10)
+    targets = {"flops": tables.range("flops")[0]}
+
+    def run(shared: bool):
+        keras.utils.set_random_seed(3)
+        net = SuperNet(TINY, 10, SHAPE)
+        arch = ArchParams(net.allowed_mask(), seed=5)
+        w_opt, a_opt = keras.optimizers.SGD(0.05, momentum=0.9), keras.optimizers.Adam(0.05)
+        penalty = resource_penalty(tables, targets, alpha=5.0)
+        if shared:
+            weight_step, arch_step = make_search_steps(net, arch, w_opt, a_opt, mode,
+                                                       penalty=penalty)
+        else:
+            weight_step = make_weight_step(net, arch, w_opt, mode, return_indices=True)
+            arch_step = make_arch_step(net, arch, a_opt, mode, penalty=penalty)
+        trace = []
+        for i in range(4):
+            loss, indices = weight_step(*batch(i))
+            weights = [v.numpy().copy() for v in net.trainable_variables]
+            arch_loss, extra = arch_step(*batch(100 + i))
+            for old, v in zip(weights, net.trainable_variables):  # θ step: weights read only
+                np.testing.assert_array_equal(old, v.numpy())
+            trace.append((float(loss), indices.numpy().tolist(), float(arch_loss), float(extra)))
+        return trace, arch.theta.numpy(), [v.numpy() for v in net.trainable_variables], \
+            float(arch.tau), (weight_step, arch_step)
+
+    separate, shared = run(False), run(True)
+    assert shared[0] == separate[0]
+    np.testing.assert_allclose(shared[1], separate[1], rtol=1e-6, atol=1e-7)
+    for a, b in zip(shared[2], separate[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert shared[3] == separate[3]
+    # One traced pass: the θ step's graph calls the function the weight step's graph calls.
+    def called(step):
+        graph = step.get_concrete_function(*batch(0)).graph.as_graph_def()
+        return {f.signature.name for f in graph.library.function
+                if "replica" in f.signature.name and "gradient" not in f.signature.name}
+    weight_fns, arch_fns = called(shared[4][0]), called(shared[4][1])
+    assert weight_fns and weight_fns & arch_fns
 
 
 _PARITY = r"""

@@ -154,7 +154,8 @@ def test_clock_triggered_checkpoints_resume_and_idle_clock_saves_only_stage_ends
 
 
 def test_ablations_run(tmp_path):
-    for extra in (["--two_stage=false"], ["--sampler=gumbel_softmax"]):
+    # One stage with the weight and architecture steps traced apart.
+    for extra in (["--two_stage=false", "--shared_trace=false"], ["--sampler=gumbel_softmax"]):
         model_dir = str(tmp_path / extra[0].split("=")[0].strip("-"))
         proc = _search(model_dir, *extra, "--nonvital_epochs=1")
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,6 +13,8 @@ same path. Inputs are (images, labels) batches — plain tensors, or per-replica
         a_opt = keras.optimizers.Adam(0.01)
     weight_step = make_weight_step(net, arch, w_opt, "gumbel_max", strategy)
     arch_step = make_arch_step(net, arch, a_opt, "gumbel_max", strategy, penalty=...)
+    # or both at once, tracing the supernet's forward and backward once:
+    # weight_step, arch_step = make_search_steps(net, arch, w_opt, a_opt, "gumbel_max", ...)
     for (x, y), (xv, yv) in zip(train, val):
         weight_step(x, y); arch_step(xv, yv)
 """
@@ -67,6 +69,42 @@ def _reduce(strategy, per_replica, variables):
     return [None if g is None else next(reduced) for g in per_replica]
 
 
+def _weight_update(net: SuperNet, arch: ArchParams, optimizer, variables: list, strategy,
+                   single: bool, anneal: bool) -> Callable:
+    """`update(per-replica grads, drawn indices)`: the weight half of a step, in cross-replica
+    context. Ops that did not run are left untouched; τ is annealed if `anneal`."""
+    def update(grads, indices):
+        grads = _reduce(strategy, grads, variables)
+        apply_gradients(optimizer, grads, variables,
+                        _update_conditions(net, variables, indices, single), strategy)
+        if anneal:
+            arch.decay_temperature()
+    return update
+
+
+def _relaxed_gradients(net: SuperNet, arch: ArchParams, mode: str, strategy, penalty,
+                       training: bool, variables: list) -> Callable:
+    """The replica function `(images, labels, noise) -> (loss, penalty, indices, grads)` of
+    a step through θ's relaxation: gradients of loss + penalty with respect to `variables`."""
+    def replica(images, labels, noise):
+        with tf.GradientTape() as tape:
+            sample = arch.relax(mode, noise)
+            logits = net.forward(images, sample, training=training)
+            loss = cross_entropy(labels, logits)
+            extra = penalty(sample) if penalty is not None else tf.constant(0.0)
+            scaled = (loss + extra) / strategy.num_replicas_in_sync
+        return (loss / strategy.num_replicas_in_sync, extra, sample.indices,
+                tape.gradient(scaled, variables))
+    return replica
+
+
+def _check_arch_mode(mode: str) -> str:
+    if check_mode(mode) in ("uniform", "fixed"):
+        raise ValueError(f"mode {mode!r} gives θ no gradient; use gumbel_max, gumbel_softmax "
+                         "or softmax")
+    return mode
+
+
 def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumbel_max",
                      strategy=None, anneal: bool = True,
                      return_indices: bool = False) -> Callable:
@@ -80,6 +118,7 @@ def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gu
     variables = list(net.trainable_variables)
     prepare_optimizer(optimizer, variables, strategy)
     single = mode in SINGLE_PATH_MODES
+    update = _weight_update(net, arch, optimizer, variables, strategy, single, anneal)
 
     def replica(images, labels, indices, weights):
         with tf.GradientTape() as tape:
@@ -95,11 +134,7 @@ def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gu
         # θ gets no gradient here: a single path needs no straight-through factor (value 1).
         weights = None if single else tf.stop_gradient(sample.weights)
         loss, grads = strategy.run(replica, args=(images, labels, sample.indices, weights))
-        grads = _reduce(strategy, grads, variables)
-        apply_gradients(optimizer, grads, variables,
-                        _update_conditions(net, variables, sample.indices, single), strategy)
-        if anneal:
-            arch.decay_temperature()
+        update(grads, sample.indices)
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
         return (loss, sample.indices) if return_indices else loss
 
@@ -113,28 +148,23 @@ def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumb
     validation batch. The network weights are read, never updated (their gradients are not
     even computed). `penalty(sample)` (e.g. `sampling.resource_penalty`) is added to the loss.
     With `return_indices` it also returns the op indices [L] the step drew."""
-    if check_mode(mode) in ("uniform", "fixed"):
-        raise ValueError(f"mode {mode!r} gives θ no gradient; use gumbel_max, gumbel_softmax "
-                         "or softmax")
+    _check_arch_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
     variables = arch.trainable_variables
     prepare_optimizer(optimizer, variables, strategy)
+    replica = _relaxed_gradients(net, arch, mode, strategy, penalty, training, variables)
+    return _arch_step(arch, optimizer, mode, strategy, replica, variables, return_indices,
+                      lambda grads: grads)
 
-    def replica(images, labels, noise):
-        with tf.GradientTape() as tape:
-            sample = arch.relax(mode, noise)
-            logits = net.forward(images, sample, training=training)
-            loss = cross_entropy(labels, logits)
-            extra = penalty(sample) if penalty is not None else tf.constant(0.0)
-            scaled = (loss + extra) / strategy.num_replicas_in_sync
-        return (loss / strategy.num_replicas_in_sync, extra, sample.indices,
-                tape.gradient(scaled, variables))
 
+def _arch_step(arch: ArchParams, optimizer, mode: str, strategy, replica: Callable,
+               variables: list, return_indices: bool, select: Callable) -> Callable:
+    """The θ step around `replica`; `select` picks θ's gradients from what it returns."""
     @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
     def step(images, labels):
         noise = arch.draw_noise(mode)
         loss, extra, indices, grads = strategy.run(replica, args=(images, labels, noise))
-        grads = _reduce(strategy, grads, variables)
+        grads = _reduce(strategy, select(grads), variables)
         apply_gradients(optimizer, grads, variables, strategy=strategy)
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
         extra = strategy.reduce(tf.distribute.ReduceOp.MEAN, extra, axis=None)
@@ -143,6 +173,52 @@ def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumb
         return loss, extra
 
     return step
+
+
+def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_optimizer,
+                      mode: str = "gumbel_max", strategy=None,
+                      penalty: Penalty | None = None,
+                      share: bool = True) -> tuple[Callable, Callable]:
+    """The weight step and the θ step of a differentiable search, sharing one traced
+    forward and backward pass.
+
+    `weight_step(images, labels) -> (mean loss, drawn op indices [L])` and
+    `arch_step(images, labels) -> (mean loss, penalty)` behave as `make_weight_step(...,
+    return_indices=True)` and `make_arch_step(...)` in `mode`, except that the weight step
+    also runs the forward through θ's relaxation (straight-through weights of value 1 in
+    gumbel_max), so both steps call one `tf.function` for the replica's forward and backward.
+    Tracing a supernet's pass is most of a short CPU search; this traces it once, not twice.
+    The price: the θ step also computes the weight gradients of the layers outside the
+    sampled `Case`s (stem, head, pinned layers), which the separate θ step skips.
+
+    With `share=False`, or under a strategy with several replicas (calling one `tf.function`
+    in each replica's context is untested), the two separate steps are returned.
+    """
+    _check_arch_mode(mode)
+    strategy = strategy or tf.distribute.get_strategy()
+    if not share or strategy.num_replicas_in_sync > 1:
+        return (make_weight_step(net, arch, weight_optimizer, mode, strategy,
+                                 return_indices=True),
+                make_arch_step(net, arch, arch_optimizer, mode, strategy, penalty))
+    weights, thetas = list(net.trainable_variables), arch.trainable_variables
+    prepare_optimizer(weight_optimizer, weights, strategy)
+    prepare_optimizer(arch_optimizer, thetas, strategy)
+    replica = tf.function(  # no XLA on the sampled path
+        _relaxed_gradients(net, arch, mode, strategy, penalty, True, weights + thetas),
+        autograph=False, jit_compile=False, reduce_retracing=True)
+    update = _weight_update(net, arch, weight_optimizer, weights, strategy,
+                            mode in SINGLE_PATH_MODES, anneal=True)
+
+    @tf.function(autograph=False, jit_compile=False)
+    def weight_step(images, labels):
+        loss, _, indices, grads = strategy.run(
+            replica, args=(images, labels, arch.draw_noise(mode)))
+        update(grads[:len(weights)], indices)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), indices
+
+    arch_step = _arch_step(arch, arch_optimizer, mode, strategy, replica, thetas, False,
+                           lambda grads: grads[len(weights):])
+    return weight_step, arch_step
 
 
 def make_eval_step(net: SuperNet, strategy=None, batch_stats: bool = False) -> Callable:

@@ -52,6 +52,12 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+def straight_through(hard, soft):
+    """`hard`'s value with `soft`'s gradient; the value is exactly `hard` (soft - soft = 0),
+    so a drawn op's output is multiplied by exactly 1."""
+    return hard + (soft - tf.stop_gradient(soft))
+
+
 def fixed_sample(indices) -> ArchSample:
     """The path given by op indices, with no gradient to θ."""
     return ArchSample(tf.cast(indices, tf.int32), None, True)
@@ -126,7 +132,7 @@ class ArchParams:
         idx = tf.argmax(z, axis=-1, output_type=tf.int32)
         if mode == "gumbel_max":
             hard = tf.one_hot(idx, self.num_ops, dtype=soft.dtype)
-            return ArchSample(idx, hard - tf.stop_gradient(soft) + soft, True)
+            return ArchSample(idx, straight_through(hard, soft), True)
         return ArchSample(idx, soft, False)
 
     def sample(self, mode: str, indices=None) -> ArchSample:

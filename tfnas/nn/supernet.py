@@ -141,6 +141,19 @@ class SuperBlock(keras.layers.Layer):
                 "in_hw": list(self.in_hw) if self.in_hw else None}
 
 
+@tf.custom_gradient
+def scale_by_unit_weight(y, weight):
+    """`y * weight` for a straight-through weight whose value is exactly 1 (gumbel_max).
+
+    The forward is `y` itself and `y`'s gradient passes unchanged, as the product would give
+    them bit for bit; only the weight's gradient, Σ dy·y, is computed. This spares two full
+    passes over the activation per searchable layer in every step.
+    """
+    def grad(dy):
+        return dy, tf.cast(tf.reduce_sum(dy * y), weight.dtype)
+    return tf.identity(y), grad
+
+
 def run_candidates(candidates: list, alphabet_index: list[int], local: np.ndarray, x,
                    training, index, weights, single_path: bool):
     """The output of one searchable position (what every supernet's positions share).
@@ -157,7 +170,7 @@ def run_candidates(candidates: list, alphabet_index: list[int], local: np.ndarra
             branches = [(lambda op=op: op(x, training=training)) for op in candidates]
             y = control.switch_case(tf.gather(tf.constant(local), index), branches)
         if weights is not None:
-            y = y * tf.cast(tf.gather(weights, index), y.dtype)
+            y = scale_by_unit_weight(y, tf.gather(weights, index))
         return y
     w = tf.gather(weights, alphabet_index)
     outs = [op(x, training=training) for op in candidates]

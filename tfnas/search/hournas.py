@@ -43,6 +43,7 @@ class SearchConfig(CommonConfig):
     nonvital_epochs: int = 1
     two_stage: bool = True
     sampler: str = "gumbel_max"
+    shared_trace: bool = True
     tau: float = 5.0
     tau_decay: float = 0.9999
     alpha: float = 5.0
@@ -177,10 +178,9 @@ class HourNAS(SupernetSearch):
         engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
         checkpoint = search_checkpoint(net, weight_opt=weight_opt, arch_opt=arch_opt,
                                        step=step_var, **arch.checkpoint_items())
-        weight_fn = engine.make_weight_step(net, arch, weight_opt, cfg.sampler, self.strategy,
-                                            return_indices=True)
-        arch_fn = engine.make_arch_step(net, arch, arch_opt, cfg.sampler, self.strategy,
-                                        penalty=penalty)
+        weight_fn, arch_fn = engine.make_search_steps(net, arch, weight_opt, arch_opt,
+                                                      cfg.sampler, self.strategy, penalty,
+                                                      share=cfg.shared_trace)
         sampled = self._expected_cost(arch)
 
         def shown() -> dict[str, float]:

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfnas.nn.sampling import ArchParams, ArchSample, check_mode
+from tfnas.nn.sampling import ArchParams, ArchSample, check_mode, straight_through
 from tfnas.proposals.selector import Proposals
 
 
@@ -64,9 +64,9 @@ class ProposalArchParams(ArchParams):
             weights = tf.einsum("m,mlo->lo", soft_pi, soft_ops)
             return ArchSample(tf.argmax(weights, axis=-1, output_type=tf.int32), weights, False)
         chosen = tf.argmax(z_pi, output_type=tf.int32)
-        pi_st = tf.one_hot(chosen, m) - tf.stop_gradient(soft_pi) + soft_pi
+        pi_st = straight_through(tf.one_hot(chosen, m), soft_pi)
         idx = tf.argmax(z_ops, axis=-1, output_type=tf.int32)  # [m, L]
-        ops_st = tf.one_hot(idx, O) - tf.stop_gradient(soft_ops) + soft_ops
+        ops_st = straight_through(tf.one_hot(idx, O), soft_ops)
         weights = tf.einsum("m,mlo->lo", pi_st, ops_st)
         return ArchSample(tf.gather(idx, chosen), weights, True)
 

@@ -13,9 +13,10 @@ from typing import Any
 from tfnas.errors import TfnasError
 from tfnas.io import write_json
 
-# Flags that change how a run is executed, not what it computes: they may differ on resume.
+# Flags that change how a run is executed, not what it computes: they may differ on resume
+# (shared_trace: the same draws and updates either way, tests/test_engine.py).
 RUN_CONTROL = frozenset({"model_dir", "strategy", "tpu", "checkpoint_every",
-                         "checkpoint_secs", "data_dir"})
+                         "checkpoint_secs", "data_dir", "shared_trace"})
 
 
 class RunDir:
