@@ -91,7 +91,7 @@ def measure() -> dict:
         step(images, labels)
         out[name] = {"trace_s": traced - start, "first_call_s": time.perf_counter() - traced,
                      "nodes": graph_nodes(concrete)}
-    for name, count in zip(STEPS, (100, 25)):
+    for name in STEPS:
         out[name]["epoch_s"] = []
     for _ in range(FLAGS.epochs):
         for name, count in zip(STEPS, (100, 25)):
