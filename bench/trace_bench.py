@@ -1,7 +1,7 @@
 """Tracing cost of the supernet's two search steps, optionally against another checkout.
 
   python bench/trace_bench.py [--space=fbnet --image_size=32 --width=0.5 --batch=32]
-                              [--vital_only | --fix_vital] [--epochs=0]
+                              [--vital_only | --fix_vital] [--epochs=0] [--replicas=1]
                               [--vs_root=OTHER_CHECKOUT | --vs_separate] [--rounds=1]
 
 Tracing dominates a default CPU search (see the README's Search figures). For the weight step
@@ -13,7 +13,9 @@ the first calls. `--vs_separate` measures this checkout against itself with the 
 traced apart (`make_search_steps(share=False)`), in alternating processes. With
 `--vs_root` the same measurement runs on the code of another checkout (e.g. a `git worktree`
 of an earlier commit) in alternating processes (A B A B ...) and the ratios A/B are printed.
-Grappler is off, as `--grappler=auto` leaves it on CPU.
+`--replicas=N` splits the CPU into N logical devices and runs the steps under a
+`MirroredStrategy` over them (the batch is the global one). Grappler is off, as
+`--grappler=auto` leaves it on CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ flags.DEFINE_integer("batch", 32, "Batch size of the traced steps.")
 flags.DEFINE_bool("vital_only", False, "Trace HourNAS stage 1's vital-only supernet.")
 flags.DEFINE_bool("fix_vital", False, "Pin every vital layer (to op 1), as stage 2's supernet.")
 flags.DEFINE_integer("epochs", 0, "Steady-state epochs (100 weight + 25 θ steps) to time.")
+flags.DEFINE_integer("replicas", 1, "Logical CPU devices of a MirroredStrategy (1: none).")
 flags.DEFINE_bool("vs_separate", False, "B = this checkout with the steps traced apart.")
 flags.DEFINE_bool("share", True, "Internal: the worker's make_search_steps(share=...).")
 flags.DEFINE_string("vs_root", None, "Root of another checkout to measure side by side.")
@@ -66,24 +69,34 @@ def measure() -> dict:
     from tfnas.space import get_space
 
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    strategy = tf.distribute.get_strategy()
+    if FLAGS.replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.replicas)
+        strategy = tf.distribute.MirroredStrategy(
+            [f"/cpu:{i}" for i in range(FLAGS.replicas)])
     size = FLAGS.image_size
     space = get_space(FLAGS.space)
     fixed = {i: 1 for i, layer in enumerate(space.layers) if layer.vital} if FLAGS.fix_vital \
         else None
-    net = SuperNet(FLAGS.space, 10, (size, size, 3), width_multiplier=FLAGS.width,
-                   vital_only=FLAGS.vital_only, fixed=fixed)
-    arch = ArchParams(net.allowed_mask(), seed=0)
-    weight_opt = keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=4e-5)
-    arch_opt = keras.optimizers.Adam(0.01)
+    with strategy.scope():
+        net = SuperNet(FLAGS.space, 10, (size, size, 3), width_multiplier=FLAGS.width,
+                       vital_only=FLAGS.vital_only, fixed=fixed)
+        arch = ArchParams(net.allowed_mask(), seed=0)
+        weight_opt = keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=4e-5)
+        arch_opt = keras.optimizers.Adam(0.01)
     if hasattr(engine_steps, "make_search_steps"):  # the pair the search builds
         pair = engine_steps.make_search_steps(net, arch, weight_opt, arch_opt,
-                                              share=FLAGS.share)
+                                              strategy=strategy, share=FLAGS.share)
     else:  # a checkout from before the shared pass
-        pair = (engine_steps.make_weight_step(net, arch, weight_opt),
-                engine_steps.make_arch_step(net, arch, arch_opt))
+        pair = (engine_steps.make_weight_step(net, arch, weight_opt, strategy=strategy),
+                engine_steps.make_arch_step(net, arch, arch_opt, strategy=strategy))
     steps = dict(zip(STEPS, pair))
-    images = tf.random.stateless_normal((FLAGS.batch, size, size, 3), seed=(0, 1))
-    labels = tf.zeros((FLAGS.batch,), tf.int32)
+    batch = tf.data.Dataset.from_tensors(
+        (tf.random.stateless_normal((FLAGS.batch, size, size, 3), seed=(0, 1)),
+         tf.zeros((FLAGS.batch,), tf.int32))).repeat()
+    images, labels = next(iter(strategy.experimental_distribute_dataset(batch)))
     out = {}
     for name, step in steps.items():
         start = time.perf_counter()
@@ -108,7 +121,7 @@ def run_worker(root: str, share: bool) -> dict:
             f"--space={FLAGS.space}", f"--image_size={FLAGS.image_size}",
             f"--width={FLAGS.width}", f"--batch={FLAGS.batch}",
             f"--vital_only={FLAGS.vital_only}", f"--fix_vital={FLAGS.fix_vital}",
-            f"--epochs={FLAGS.epochs}", f"--share={share}"]
+            f"--epochs={FLAGS.epochs}", f"--replicas={FLAGS.replicas}", f"--share={share}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}  # the worker puts `root` first itself
     proc = subprocess.run(args, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -145,7 +158,8 @@ def main(argv: list[str]) -> None:
     what = ("vital-only" if FLAGS.vital_only else
             "stage-2 (vital layers pinned)" if FLAGS.fix_vital else "full")
     print(f"{FLAGS.space} {what} supernet, {FLAGS.image_size} px, width {FLAGS.width}, batch "
-          f"{FLAGS.batch}; medians of {FLAGS.rounds} process(es) per checkout")
+          f"{FLAGS.batch}, {FLAGS.replicas} replica(s); medians of {FLAGS.rounds} process(es) "
+          "per checkout")
     for key, (root, share) in roots.items():
         print(f"  {key} = {root}" + ("" if share else " (steps traced apart)"))
     for step in STEPS:

@@ -170,7 +170,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, "tests")
 from supernet_fixtures import TINY, randomize
-from tfnas.engine import make_arch_step, make_weight_step
+from tfnas.engine import make_arch_step, make_search_steps, make_weight_step
 from tfnas.nn.sampling import ArchParams
 from tfnas.nn.supernet import SuperNet
 
@@ -179,8 +179,9 @@ x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
 y = rng.integers(0, 10, 4).astype("int32")
 init = None
 out = {}
-for name in ("single", "mirrored"):
-    strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if name == "mirrored"
+for name in ("single", "mirrored", "mirrored_shared"):
+    mirrored = name.startswith("mirrored")
+    strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mirrored
                 else tf.distribute.get_strategy())
     with strategy.scope():
         net = SuperNet(TINY, 10, (32, 32, 3), fixed={0: 1, 2: 3})
@@ -191,10 +192,14 @@ for name in ("single", "mirrored"):
         randomize(net, seed=1)
         init = net.get_weights()
     net.set_weights(init)
-    weight_step = make_weight_step(net, arch, w_opt, "gumbel_max", strategy,
-                                   return_indices=True)
-    arch_step = make_arch_step(net, arch, a_opt, "gumbel_max", strategy)
-    if name == "mirrored":  # each replica gets the same 4 images: the single run's batch
+    if name == "mirrored_shared":  # one traced pass per replica for both steps
+        weight_step, arch_step = make_search_steps(net, arch, w_opt, a_opt, "gumbel_max",
+                                                   strategy)
+    else:
+        weight_step = make_weight_step(net, arch, w_opt, "gumbel_max", strategy,
+                                       return_indices=True)
+        arch_step = make_arch_step(net, arch, a_opt, "gumbel_max", strategy)
+    if mirrored:  # each replica gets the same 4 images: the single run's batch
         data = tf.data.Dataset.from_tensor_slices((np.concatenate([x, x]), np.concatenate([y, y])))
         data = iter(strategy.experimental_distribute_dataset(data.batch(8).repeat()))
     else:
@@ -207,25 +212,37 @@ for name in ("single", "mirrored"):
         paths.append(indices.numpy().tolist())
     out[name] = {"losses": losses, "arch_losses": arch_losses, "paths": paths,
                  "theta": arch.theta.numpy().tolist(), "replicas": strategy.num_replicas_in_sync,
-                 "kernel": net.stem[0].kernel.numpy().ravel()[:20].tolist()}
+                 "kernel": net.stem[0].kernel.numpy().ravel()[:20].tolist(),
+                 # BatchNorm statistics on every device (a replica writing another's copy,
+                 # or none, would show here)
+                 "moving": [[c.numpy().ravel().tolist() for c in
+                             getattr(w.value, "values", [w.value])]
+                            for w in net.non_trainable_weights if "moving" in w.path]}
 print(json.dumps(out))
 """
 
 
 def test_mirrored_strategy_on_two_devices_matches_one_device():
+    """Separate steps, and the search's steps sharing one traced pass per replica."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
     proc = subprocess.run([sys.executable, "-c", _PARITY], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    single, mirrored = out["single"], out["mirrored"]
-    assert mirrored["replicas"] == 2 and single["replicas"] == 1
-    assert mirrored["paths"] == single["paths"]
-    np.testing.assert_allclose(mirrored["losses"], single["losses"], rtol=1e-4)
-    np.testing.assert_allclose(mirrored["arch_losses"], single["arch_losses"], rtol=1e-4)
-    np.testing.assert_allclose(mirrored["theta"], single["theta"], atol=1e-5)
-    np.testing.assert_allclose(mirrored["kernel"], single["kernel"], atol=1e-5)
-    assert len(set(map(tuple, single["paths"]))) > 1
+    single = out["single"]
+    assert single["replicas"] == 1 and len(set(map(tuple, single["paths"]))) > 1
+    for name in ("mirrored", "mirrored_shared"):
+        mirrored = out[name]
+        assert mirrored["replicas"] == 2
+        assert mirrored["paths"] == single["paths"], name
+        np.testing.assert_allclose(mirrored["losses"], single["losses"], rtol=1e-4)
+        np.testing.assert_allclose(mirrored["arch_losses"], single["arch_losses"], rtol=1e-4)
+        np.testing.assert_allclose(mirrored["theta"], single["theta"], atol=1e-5)
+        np.testing.assert_allclose(mirrored["kernel"], single["kernel"], atol=1e-5)
+        for (expected,), copies in zip(single["moving"], mirrored["moving"]):
+            assert len(copies) == 2, name
+            for copy in copies:
+                np.testing.assert_allclose(copy, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_search_checkpoint_restores_every_weight_batch_norm_statistics_included(tmp_path):

@@ -191,21 +191,27 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
     The price: the θ step also computes the weight gradients of the layers outside the
     sampled `Case`s (stem, head, pinned layers), which the separate θ step skips.
 
-    With `share=False`, or under a strategy with several replicas (calling one `tf.function`
-    in each replica's context is untested), the two separate steps are returned.
+    Under several replicas (`MirroredStrategy`, `MultiWorkerMirroredStrategy`) the pass is
+    traced once per replica, as each step's inline pass is, and shared by both steps. With
+    `share=False` the two separate steps are returned.
     """
     _check_arch_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
-    if not share or strategy.num_replicas_in_sync > 1:
+    if not share:
         return (make_weight_step(net, arch, weight_optimizer, mode, strategy,
                                  return_indices=True),
                 make_arch_step(net, arch, arch_optimizer, mode, strategy, penalty))
     weights, thetas = list(net.trainable_variables), arch.trainable_variables
     prepare_optimizer(weight_optimizer, weights, strategy)
     prepare_optimizer(arch_optimizer, thetas, strategy)
-    replica = tf.function(  # no XLA on the sampled path
+    traced = tf.function(  # no XLA on the sampled path
         _relaxed_gradients(net, arch, mode, strategy, penalty, True, weights + thetas),
         autograph=False, jit_compile=False, reduce_retracing=True)
+
+    def replica(*args):
+        # Called in each replica's context: `strategy.run(traced)` would fold all replicas
+        # into one call whose outputs carry no device, which breaks the gradients' all-reduce.
+        return traced(*args)
     update = _weight_update(net, arch, weight_optimizer, weights, strategy,
                             mode in SINGLE_PATH_MODES, anneal=True)
 
@@ -213,6 +219,7 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
     def weight_step(images, labels):
         loss, _, indices, grads = strategy.run(
             replica, args=(images, labels, arch.draw_noise(mode)))
+        indices = strategy.experimental_local_results(indices)[0]  # one draw for all replicas
         update(grads[:len(weights)], indices)
         return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), indices
 

@@ -64,7 +64,7 @@ def define_flags() -> None:
                   "third less tracing, which is most of a short CPU search. The architecture "
                   "step then also computes the stem, head and pinned layers' weight gradients; "
                   "steady-state steps measured the same within noise at the CPU defaults. "
-                  "false traces the steps apart. Several replicas always trace them apart.")
+                  "false traces the steps apart.")
     # HourNAS hyper-parameters.
     d.DEFINE_float("tau", 5.0, "Initial Gumbel temperature.")
     d.DEFINE_float("tau_decay", 0.9999, "Temperature multiplier per iteration.")
