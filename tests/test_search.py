@@ -215,6 +215,7 @@ def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
         (["--space=mnasnet", "--target_params=3.9e6"],
          "holds a search of space 'tiny_test', not 'mnasnet'"),
         (TINY + ["--seed=4"], "holds a search with other settings: seed=3 (now 4)"),
+        (TINY + ["--strategy=tpu"], "--strategy=tpu: no TPU reachable"),
     ]
     for args, fragment in cases:
         proc = run_cli("tfnas.search", *args, f"--model_dir={model_dir}")

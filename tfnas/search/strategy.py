@@ -29,9 +29,14 @@ def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
             raise TfnasError(f"TF_CONFIG is not valid JSON: {e}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as e:
+            where = f"at {tpu!r}" if tpu else "(give its address with --tpu)"
+            raise TfnasError(f"--strategy=tpu: no TPU reachable {where}: "
+                             f"{str(e).strip().splitlines()[0]}") from None
         return tf.distribute.TPUStrategy(resolver)
     raise TfnasError(f"unknown strategy {name!r}")
 
