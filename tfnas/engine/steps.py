@@ -212,6 +212,7 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
         # Called in each replica's context: `strategy.run(traced)` would fold all replicas
         # into one call whose outputs carry no device, which breaks the gradients' all-reduce.
         return traced(*args)
+
     update = _weight_update(net, arch, weight_optimizer, weights, strategy,
                             mode in SINGLE_PATH_MODES, anneal=True)
 
