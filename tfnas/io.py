@@ -9,9 +9,24 @@ import tempfile
 from typing import Any, Iterator
 
 
+def check_output_path(path: str, what: str = "output") -> None:
+    """Raises a one-line TfnasError unless `path` can be written as a file: it is not a
+    directory, and its nearest existing ancestor is a directory. Call it before long work."""
+    from tfnas.errors import TfnasError
+
+    if os.path.isdir(path):
+        raise TfnasError(f"{what} {path} is a directory; give a file path")
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise TfnasError(f"cannot write {what} {path}: {ancestor} is a file, not a directory")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path beside `path`; renames it over `path` only on success."""
+    check_output_path(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(path))
