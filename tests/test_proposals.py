@@ -2,6 +2,7 @@
 two-level sampling, JSON round-trip and the CLI's interface (SPEC §5)."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -166,7 +167,8 @@ def test_cli_json_and_dump(fbnet, tmp_path):
     assert Proposals.load(str(saved)).theta.shape == (8, 22, 9)
 
 
-def test_cli_bad_input_is_one_line():
+def test_cli_bad_input_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
     cases = [
         (["--target_params=9e6", "--target_flops=300e6"], FBNET_RANGES),
         (["--target_params=4e6", "--fix=layer6_1:k5e6,layer6_2:k5e6,layer6_3:k5e6,"
@@ -174,8 +176,13 @@ def test_cli_bad_input_is_one_line():
         (["--target_params=4e6", "--fix=layer2_1:skip"], "'skip' is not legal at layer2_1"),
         (["--target_latency_ms=3"], "--target_latency_ms needs --latency_table"),
         ([], "give at least one of --target_params"),
+        (["--target_params=4.8e6", f"--dump={tmp_path}/afile/x.txt"],
+         f"cannot write --dump {tmp_path}/afile/x.txt: {tmp_path}/afile is a file"),
+        (["--target_params=4.8e6", f"--output={tmp_path}"],
+         f"--output {tmp_path} is a directory; give a file path"),
     ]
     for args, fragment in cases:
         proc = run_cli("tfnas.proposals", "--space=fbnet", *args)
         assert proc.returncode == 2
         assert_one_line_error(proc, fragment)
+    assert os.listdir(tmp_path) == ["afile"]

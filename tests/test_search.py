@@ -119,10 +119,15 @@ def test_resume_after_kill_9_gives_the_same_result(finished, tmp_path):
     model_dir = str(tmp_path / "killed")
     _kill_when(model_dir, lambda d: _checkpoints(d, "vital") >= 1)  # inside stage 1
     _kill_when(model_dir, lambda d: _checkpoints(d, "nonvital") >= 1)  # inside stage 2
+    proposals_json = os.path.join(model_dir, "proposals.json")
+    with open(proposals_json, "r+") as f:  # a derived copy of state.json's proposals
+        f.truncate(100)
     proc = _search(model_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
     assert _record(model_dir) == _record(finished[0])
+    with open(proposals_json) as f, open(os.path.join(model_dir, "state.json")) as g:
+        assert json.load(f) == json.load(g)["proposals"]  # rewritten whole
 
 
 def _by_clock(secs):
@@ -216,12 +221,89 @@ def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
          "holds a search of space 'tiny_test', not 'mnasnet'"),
         (TINY + ["--seed=4"], "holds a search with other settings: seed=3 (now 4)"),
         (TINY + ["--strategy=tpu"], "--strategy=tpu: no TPU reachable"),
+        (["--space=fbnet", "--target_params=4.8e6", "--weight_lr=-0.1"],
+         "--weight_lr must be > 0"),
     ]
     for args, fragment in cases:
         proc = run_cli("tfnas.search", *args, f"--model_dir={model_dir}")
         assert_one_line_error(proc, fragment)
         assert proc.returncode == 2
     assert _tree_digest(model_dir) == digest
+
+
+def _files(path):
+    return {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+
+def test_damaged_checkpoints_and_state_are_one_error_and_left_as_they_are(tmp_path):
+    import tensorflow as tf
+
+    from tfnas.errors import TfnasError
+    from tfnas.search.base import CommonConfig, SupernetSearch, open_checkpoints
+    from tfnas.search.rundir import RunDir
+
+    def checkpoint(**shapes):
+        return tf.train.Checkpoint(**{k: tf.Variable(tf.zeros(v)) for k, v in shapes.items()})
+
+    def truncate(path):
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+    damages = {"truncated data": lambda d: truncate(next(d.glob("ckpt-1.data-*"))),
+               "missing data": lambda d: next(d.glob("ckpt-1.data-*")).unlink(),
+               "garbage index": lambda d: (d / "ckpt-1.index").write_bytes(b"x" * 100),
+               "empty state file": lambda d: (d / "checkpoint").write_text(""),
+               "garbage state file": lambda d: (d / "checkpoint").write_text("}{")}
+    for name, damage in damages.items():
+        directory = tmp_path / name.replace(" ", "_")
+        open_checkpoints(checkpoint(v=[64]), str(directory)).save(checkpoint_number=1)
+        open_checkpoints(checkpoint(other=[3]), str(directory))  # readable, if foreign
+        damage(directory)
+        before = _files(directory)
+        with pytest.raises(TfnasError, match=r"^checkpoint \S+ is damaged or incomplete "
+                                             r"\(.+\); restore it or use another --model_dir$"):
+            open_checkpoints(checkpoint(v=[64]), str(directory))
+        assert _files(directory) == before, name
+
+    rundir = RunDir(str(tmp_path / "run"))
+    os.makedirs(rundir.path)
+    for text in ('{"stage": "vit', "", "[]"):
+        with open(rundir.file("state.json"), "w") as f:
+            f.write(text)
+        with pytest.raises(TfnasError, match="state.json .*; restore it or use another "
+                                             "--model_dir$"):
+            SupernetSearch(rundir, CommonConfig(space=tiny_space(), targets={}))
+        with open(rundir.file("state.json")) as f:
+            assert f.read() == text
+
+
+def test_dataset_errors_come_before_the_run_directory(tmp_path):
+    import tensorflow as tf
+
+    from tfnas.errors import TfnasError
+    from tfnas.search.base import CommonConfig
+    from tfnas.search.data import SearchData
+
+    config = CommonConfig(space=tiny_space(), targets={}, num_classes=2, max_images=60,
+                          image_size=8, batch_size=4)
+    with pytest.raises(TfnasError, match=r"^dataset 'mnist': label [2-9] found but "
+                                         r"--num_classes=2; labels must be in 0..1$"):
+        SearchData(config, tf.distribute.get_strategy())
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    for i in range(10):
+        (tmp_path / "bad" / "a" / f"{i}.png").write_bytes(b"not a PNG")
+    config.dataset, config.num_classes = f"folder:{tmp_path}/bad", 0
+    with pytest.raises(TfnasError, match=f"^cannot read dataset {config.dataset}: Unknown "
+                                         "image file format"):
+        SearchData(config, tf.distribute.get_strategy())
+
+
+def test_model_dir_under_a_file_is_refused(tmp_path):
+    from tfnas.errors import TfnasError
+    from tfnas.search.rundir import RunDir
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(TfnasError, match="afile is a file, not a directory"):
+        RunDir(str(tmp_path / "afile" / "run")).check_writable()  # main: before TensorFlow
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):

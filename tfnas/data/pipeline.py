@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from typing import Iterator
+
 import numpy as np
 import tensorflow as tf
 
@@ -107,6 +111,27 @@ def search_splits(name: str, image_size: int, data_dir: str | None = None,
         classes = 0
     return (weights.map(fn, num_parallel_calls=tf.data.AUTOTUNE),
             arch.map(fn, num_parallel_calls=tf.data.AUTOTUNE), classes)
+
+
+@contextlib.contextmanager
+def reading(name: str) -> Iterator[None]:
+    """Turns a tf.errors.OpError raised inside the block, where dataset `name` is read (files
+    that are not images, corrupted TFRecords, ...), into one TfnasError line naming it.
+
+    Wrap only code that iterates the data: any OpError inside is reported as a read error.
+    """
+    try:
+        yield
+    except tf.errors.OpError as e:
+        raise TfnasError(f"cannot read dataset {name}: {op_error_reason(e)}") from None
+
+
+def op_error_reason(e: tf.errors.OpError) -> str:
+    """The cause of a tf.data OpError without TF's function, iterator and op names."""
+    lines = e.message.strip().splitlines()
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", lines[0] if lines else "")
+    text = re.sub(r"^Error in user-defined function .*? with iterator: \S+: ", "", text)
+    return re.sub(r"\s*\[Op:.*$", "", text).strip() or type(e).__name__
 
 
 def _materialize(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from absl import flags
 
 from tfnas import cli
 from tfnas.errors import TfnasError
-from tfnas.io import write_text
+from tfnas.io import check_output_path, write_text
 from tfnas.proposals import defaults
 from tfnas.proposals import flags as target_flags
 from tfnas.proposals.budget import describe_ranges, feasible_ranges, format_value, make_budget
@@ -53,6 +53,9 @@ def _check_flags() -> None:
             raise TfnasError(f"--{name} must be >= {low}")
     if FLAGS.beta < 0 or not FLAGS.tau > 0 or not FLAGS.learning_rate > 0:
         raise TfnasError("--beta must be >= 0, --tau and --learning_rate > 0")
+    for name in ("dump", "output", "plot"):
+        if getattr(FLAGS, name):
+            check_output_path(getattr(FLAGS, name), f"--{name}")
 
 
 def main(argv: list[str]) -> int:

@@ -142,9 +142,14 @@ class Proposals:
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TfnasError(f"proposals JSON is malformed: {e!r}") from None
 
+    @staticmethod
+    def json_text(obj: dict) -> str:
+        """The file text of `to_json()`'s dict, as `save` writes it."""
+        return json.dumps(obj) + "\n"
+
     def save(self, path: str) -> None:
         """Writes the JSON atomically (a crash never leaves a half-written file)."""
-        write_text(path, json.dumps(self.to_json()) + "\n")
+        write_text(path, self.json_text(self.to_json()))
 
     @classmethod
     def load(cls, path: str) -> "Proposals":

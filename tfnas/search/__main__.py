@@ -67,6 +67,12 @@ def _check_ranges() -> None:
         raise TfnasError("--width_multiplier must be in (0, 4]")
     if not FLAGS.tau > 0 or not 0 < FLAGS.tau_decay <= 1:
         raise TfnasError("--tau must be > 0 and --tau_decay in (0, 1]")
+    for name in ("weight_lr", "arch_lr"):
+        if not getattr(FLAGS, name) > 0:
+            raise TfnasError(f"--{name} must be > 0")
+    for name in ("weight_decay", "alpha", "beta"):
+        if not getattr(FLAGS, name) >= 0:
+            raise TfnasError(f"--{name} must be >= 0")
     if FLAGS.two_stage and FLAGS.vital_epochs == 0:
         raise TfnasError("--vital_epochs must be >= 1 with --two_stage")
     if FLAGS.nonvital_epochs == 0 and (FLAGS.two_stage or FLAGS.vital_epochs == 0):
@@ -107,7 +113,8 @@ def main(argv: list[str]) -> int:
     if hournas:
         flags_record["fix"] = sorted(FLAGS.fix)
     rundir = RunDir(model_dir)
-    rundir.existing_config()  # a foreign directory fails before any import of TensorFlow
+    rundir.check_writable()  # a foreign or impossible directory fails before TensorFlow loads
+    rundir.existing_config()
 
     tf = cli.import_tensorflow()
     import tfnas

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.errors import TfnasError
-from tfnas.io import write_json
+from tfnas.io import read_json, write_json
 from tfnas.cost.tables import CostTables
 from tfnas.search import report
 from tfnas.search.data import SearchData
@@ -101,10 +101,16 @@ class SupernetSearch:
             rundir.tensorboard_dir if chief else worker_dir(rundir, "tensorboard"))
 
     def _load_state(self) -> dict[str, Any]:
-        if os.path.exists(self.state_path):
-            with open(self.state_path) as f:
-                return json.load(f)
-        return {"stage": self.first_stage, "seconds": {}}
+        if not os.path.exists(self.state_path):
+            return {"stage": self.first_stage, "seconds": {}}
+        try:
+            state = read_json(self.state_path, "run state")
+        except TfnasError as e:
+            raise TfnasError(f"{e}; restore it or use another --model_dir") from None
+        if not isinstance(state, dict) or "stage" not in state:
+            raise TfnasError(f"run state {self.state_path} has no \"stage\" entry; restore it "
+                             "or use another --model_dir")
+        return state
 
     def save_state(self, **updates) -> None:
         self.state.update(updates)
@@ -135,7 +141,7 @@ class SupernetSearch:
         step_var = checkpoint.step
         directory = os.path.join(self.rundir.checkpoint_dir if self.chief
                                  else worker_dir(self.rundir, "checkpoints"), plan.name)
-        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
+        manager = open_checkpoints(checkpoint, directory)
         if manager.latest_checkpoint:
             try:
                 checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
@@ -211,6 +217,41 @@ class SupernetSearch:
                                      np.repeat(np.arange(probs.shape[1]),
                                                np.round(probs[i] * 1000).astype(int)))
         self.writer.flush()
+
+
+def open_checkpoints(checkpoint: tf.train.Checkpoint, directory: str,
+                     max_to_keep: int = 2) -> tf.train.CheckpointManager:
+    """The checkpoint manager of `directory`, after checking that its latest checkpoint (if
+    any) can be read whole: a damaged `checkpoint` state file or a truncated, garbage or
+    missing checkpoint file is a TfnasError, and nothing in `directory` is changed. Whether
+    the checkpoint fits the model is left to the restore."""
+    state_file = os.path.join(directory, "checkpoint")
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")  # TF only warns about an unparsable state file, then ignores it
+    try:
+        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+    except ValueError:  # TF's error for an empty state file
+        raise TfnasError(_damaged(state_file, "it names no checkpoint")) from None
+    finally:
+        logger.setLevel(level)
+    latest = manager.latest_checkpoint
+    if latest is None and os.path.exists(state_file):
+        raise TfnasError(_damaged(state_file, "it does not parse"))
+    if latest is not None:
+        try:
+            reader = tf.train.load_checkpoint(latest)
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
+        except (tf.errors.OpError, IndexError) as e:
+            raise TfnasError(_damaged(latest, e)) from None
+    return manager
+
+
+def _damaged(path: str, error: Exception | str) -> str:
+    reason = (getattr(error, "message", None) or str(error)).strip().splitlines()
+    return (f"checkpoint {path} is damaged or incomplete ({reason[0] if reason else 'empty'}); "
+            "restore it or use another --model_dir")
 
 
 def worker_dir(rundir: RunDir, what: str) -> str:

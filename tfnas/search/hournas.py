@@ -22,6 +22,7 @@ from tfnas import engine
 from tfnas.cost.tables import CostTables, cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.errors import TfnasError
+from tfnas.io import write_text
 from tfnas.nn.sampling import ArchParams
 from tfnas.nn.supernet import SuperNet
 from tfnas.proposals.budget import describe_ranges, feasible_ranges, make_budget
@@ -81,10 +82,10 @@ class HourNAS(SupernetSearch):
         if self.state["stage"] == "proposals":
             t0 = time.monotonic()
             proposals = self._make_proposals(fixed)
-            if self.chief:
-                proposals.save(self.rundir.file("proposals.json"))
             self.finish_stage("proposals", "nonvital", time.monotonic() - t0,
                               proposals=proposals.to_json())
+        if self.chief and "proposals" in self.state:
+            self._write_proposals_json()
         if self.state["stage"] == "nonvital":
             proposals = Proposals.from_json(self.state["proposals"])
             final = self._stage_nonvital(data, fixed, proposals)
@@ -121,6 +122,20 @@ class HourNAS(SupernetSearch):
         self.log(f"proposals: {proposals.num_proposals} optimized in "
                  f"{proposals.info['seconds']:.2f} s at tau {tau:.3f}")
         return proposals
+
+    def _write_proposals_json(self) -> None:
+        """DIR/proposals.json, a copy of the proposals that state.json records (the search
+        never reads it back): written when missing or different, so that a rerun repairs a
+        truncated or edited copy and otherwise changes nothing."""
+        path = self.rundir.file("proposals.json")
+        text = Proposals.json_text(self.state["proposals"])
+        try:
+            with open(path, encoding="utf-8") as f:
+                if f.read() == text:
+                    return
+        except (OSError, UnicodeDecodeError):
+            pass
+        write_text(path, text)
 
     # -- stage 2 ---------------------------------------------------------------------------
     def _stage_nonvital(self, data: SearchData, fixed: dict[int, int],

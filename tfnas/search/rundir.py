@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 from tfnas.errors import TfnasError
-from tfnas.io import write_json
+from tfnas.io import check_output_path, write_json
 
 # Flags that change how a run is executed, not what it computes: they may differ on resume
 # (shared_trace: the same draws and updates either way, tests/test_engine.py).
@@ -38,6 +38,12 @@ class RunDir:
     def tensorboard_dir(self) -> str:
         return self.file("tensorboard")
 
+    def check_writable(self) -> None:
+        """TfnasError when the directory cannot be made: it is a file, or under one."""
+        if os.path.isfile(self.path):
+            raise TfnasError(f"--model_dir {self.path} is a file")
+        check_output_path(self.config_path, "--model_dir")
+
     def existing_config(self) -> dict[str, Any] | None:
         if not os.path.exists(self.config_path):
             if os.path.isdir(self.checkpoint_dir) and os.listdir(self.checkpoint_dir):
@@ -58,8 +64,7 @@ class RunDir:
         """
         old = self.existing_config()
         if old is None:
-            if os.path.isfile(self.path):
-                raise TfnasError(f"--model_dir {self.path} is a file")
+            self.check_writable()
             write_json(self.config_path, config)
             return False
         old_flags, new_flags = old.get("flags", {}), config["flags"]
