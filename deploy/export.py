@@ -17,12 +17,15 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
+import zipfile
 
 import numpy as np
 from absl import flags
 
 from tfnas import cli
 from tfnas.errors import TfnasError
+from tfnas.io import atomic_path, check_output_path
 from tfnas.space.genotype import Genotype, load_genotype
 
 FLAGS = flags.FLAGS
@@ -55,9 +58,7 @@ def define_flags() -> None:
 
 def read_arch(path: str) -> Genotype:
     """The genotype of an arch.json (or of DIR/arch.json); one clear line when it is bad."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "arch.json")
-    if not path.endswith(".json"):
+    if not (path.endswith(".json") or os.path.isdir(path)):
         raise TfnasError(f"--arch wants an arch.json file or its directory, got {path}")
     try:
         return load_genotype(path)
@@ -72,6 +73,8 @@ def load_model(path: str):
 
     if not os.path.isfile(path):
         raise TfnasError(f"model file {path} does not exist")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise TfnasError(f"{path} is not a Keras model file (a .keras file is a zip archive)")
     try:
         return keras.saving.load_model(path, compile=False)
     except (ValueError, OSError) as e:
@@ -80,17 +83,25 @@ def load_model(path: str):
 
 
 def build_from_arch(genotype: Genotype, resolution: int, width: float, num_classes: int,
-                    weights: str | None):
+                    weights: str | None, arch: str = "--arch"):
+    """The net of `genotype` (from the file `arch`), with `weights` loaded if given."""
     from tfnas.nn.builder import build_model
 
     model = build_model(genotype.space, genotype, num_classes, (resolution, resolution, 3),
                         width_multiplier=width)
     if weights:
         try:
-            model.load_weights(weights)
-        except (ValueError, OSError) as e:
+            with warnings.catch_warnings():  # Keras warns once per layer it cannot fill
+                warnings.simplefilter("ignore")
+                model.load_weights(weights)
+        except OSError as e:
             raise TfnasError(f"cannot load weights {weights} into the {genotype.space} net: "
                              f"{str(e).splitlines()[0]}") from None
+        except ValueError as e:  # "A total of N objects could not be loaded. Example ...:"
+            first = str(e).strip().splitlines()[0].split(". Example")[0] if str(e).strip() \
+                else type(e).__name__
+            raise TfnasError(f"weights {weights} do not fit the architecture of {arch}: "
+                             f"{first}") from None
     return model
 
 
@@ -152,6 +163,9 @@ def main(argv: list[str]) -> int:
     if FLAGS.check_images < 1 or not 0 <= FLAGS.min_agreement <= 1 or FLAGS.qat_steps < 1:
         raise TfnasError("--check_images and --qat_steps must be >= 1, --min_agreement in "
                          "[0, 1]")
+    if FLAGS.resolution < 16 or not 0 < FLAGS.width <= 4 or FLAGS.num_classes < 1:
+        raise TfnasError("--resolution must be >= 16, --width in (0, 4] and --num_classes >= 1")
+    check_output_path(FLAGS.out, "--out")  # before the conversion, not after it
     genotype = read_arch(FLAGS.arch) if FLAGS.arch else None
     if FLAGS.weights and not os.path.isfile(FLAGS.weights):
         raise TfnasError(f"weights file {FLAGS.weights} does not exist")
@@ -163,11 +177,10 @@ def main(argv: list[str]) -> int:
     import_tensorflow()
     from deploy.convert import to_tflite
     from deploy.data import load_images
-    from tfnas.io import atomic_path
 
     if genotype is not None:
         model = build_from_arch(genotype, FLAGS.resolution, FLAGS.width, FLAGS.num_classes,
-                                FLAGS.weights)
+                                FLAGS.weights, FLAGS.arch)
     else:
         model = load_model(FLAGS.model)
     input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])

@@ -33,7 +33,7 @@ from tfnas import cli
 from tfnas.cli import import_tensorflow
 from tfnas.cost.tables import block_resolutions  # fixed blocks, layers, head
 from tfnas.errors import TfnasError
-from tfnas.io import atomic_path, read_json, write_json
+from tfnas.io import atomic_path, check_output_path, read_json, write_json
 from tfnas.progress import Progress
 from tfnas.space import get_space, list_spaces
 from tfnas.space.genotype import Genotype, parse_genotype
@@ -77,7 +77,7 @@ def define_flags() -> None:
                         "reuse them (a 224 px net takes several seconds to convert).")
     flags.DEFINE_string("out", None, "Where to write the table (JSON). If it already holds a "
                         "table built with the same settings, only the blocks it lacks are "
-                        "timed.")
+                        "timed; any other existing file is an error (never replaced).")
     flags.DEFINE_string("validate", None, "A table to validate: time --samples random whole "
                         "architectures and compare them with the table's prediction.")
     flags.DEFINE_integer("samples", 50, "Random architectures measured by --validate.")
@@ -457,7 +457,10 @@ def main(argv: list[str]) -> int:
     if FLAGS.resolution < 16 or FLAGS.num_classes < 1 or FLAGS.threads < 1:
         raise TfnasError("--resolution must be >= 16, --num_classes and --threads >= 1")
     space = mbconv_space(FLAGS.space, FLAGS.width)
-    previous = _resumable(FLAGS.out, space)
+    previous = resumable(FLAGS.out, {
+        "space": space.name, "resolution": FLAGS.resolution,
+        "width_multiplier": space.width_multiplier, "num_classes": FLAGS.num_classes,
+        "threads": FLAGS.threads, "target": FLAGS.target})
     import_tensorflow()
     start = time.time()
     lut = build_table(space, FLAGS.resolution, FLAGS.num_classes, FLAGS.threads, FLAGS.runs,
@@ -473,20 +476,23 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _resumable(path: str, space: MBConvSpace) -> dict | None:
-    """The existing table at `path` when it was built with the same settings."""
+def resumable(path: str, settings: dict) -> dict | None:
+    """The table at `path` to resume (None if there is no file). Any other file there is one
+    error line and stays untouched: a table with other `settings` (space, resolution,
+    width_multiplier, num_classes, threads, target) or a file that is not a table."""
+    check_output_path(path, "--out")
     if not os.path.exists(path):
         return None
-    try:
-        with open(path) as f:
-            old = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
-    same = (old.get("space"), old.get("resolution"), old.get("width_multiplier"),
-            old.get("num_classes"), old.get("threads"), old.get("target")) == (
-        space.name, FLAGS.resolution, space.width_multiplier, FLAGS.num_classes,
-        FLAGS.threads, FLAGS.target)
-    return old if same and "entries" in old else None
+    old = read_json(path, "--out")
+    if not isinstance(old, dict) or "entries" not in old or "space" not in old:
+        raise TfnasError(f"--out {path} exists and is not a latency table written by "
+                         "deploy.lut; give another --out (the file is kept)")
+    other = [f"{k}={old.get(k)} (now {v})" for k, v in settings.items() if old.get(k) != v]
+    if other:
+        raise TfnasError(f"--out {path} holds a latency table with other settings: "
+                         f"{', '.join(other)}; rerun with the same flags to resume, or use "
+                         "another --out")
+    return old
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -239,6 +240,58 @@ def test_bad_arch_file_is_one_line(tmp_path):
                                   f"--out={tmp_path / 'x.tflite'}"), "not valid JSON")
     assert_one_line_error(run_cli("deploy.report", str(tmp_path / "missing")),
                           "is not a directory")
+    for flag in ("--resolution=0", "--width=-1"):
+        assert_one_line_error(run_cli("deploy.export", "--arch=HourNAS-A.json", flag,
+                                      f"--out={tmp_path / 'x.tflite'}"), "--width in (0, 4]")
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_bad_model_weights_and_images_are_one_line(tmp_path):
+    import warnings
+
+    from deploy.data import load_images
+    from deploy.export import build_from_arch, load_model
+    from tfnas.space.genotype import parse_genotype
+
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip")
+    with pytest.raises(TfnasError, match="is not a Keras model file"):
+        load_model(str(fake))
+    net = build_from_arch(parse_genotype(tiny_space(), "k3e3,k5e3se,k3e3,k5e3se,k3e3"), SIZE,
+                          1.0, 10, None)
+    weights = str(tmp_path / "other.weights.h5")
+    net.save_weights(weights)
+    other = parse_genotype(tiny_space(), "skip,k5e3se,k3e3,skip,k5e3se")
+    with warnings.catch_warnings(record=True) as caught, \
+            pytest.raises(TfnasError, match="do not fit the architecture of A.json: A total"):
+        warnings.simplefilter("always")
+        build_from_arch(other, SIZE, 1.0, 10, weights, "A.json")
+    assert not caught, [str(w.message) for w in caught][:3]  # not one warning per layer
+    for c in "ab":
+        (tmp_path / "img" / c).mkdir(parents=True)
+        for i in range(6):
+            (tmp_path / "img" / c / f"{i}.png").write_bytes(b"notanimage")
+    with pytest.raises(TfnasError, match="cannot read dataset .*: Unknown image file format"):
+        load_images(f"folder:{tmp_path / 'img'}", "test", (SIZE, SIZE, 3), 4)
+
+
+def test_lut_resumes_only_its_own_table(tmp_path):
+    from deploy.lut import resumable
+
+    settings = {"space": "fbnet", "resolution": 16, "width_multiplier": 1.0,
+                "num_classes": 1000, "threads": 1, "target": "host"}
+    path = tmp_path / "lut.json"
+    assert resumable(str(path), settings) is None
+    for text, fragment in [("[1, 2, 3]", "is not a latency table"),
+                           ('{"space": "fbnet", "arch": "k3e1"}', "is not a latency table"),
+                           (json.dumps({**settings, "resolution": 224, "entries": {}}),
+                            "other settings: resolution=224 (now 16)")]:
+        path.write_text(text)
+        with pytest.raises(TfnasError, match=re.escape(fragment)):
+            resumable(str(path), settings)
+        assert path.read_text() == text  # kept
+    path.write_text(json.dumps({**settings, "entries": {}}))
+    assert resumable(str(path), settings)["entries"] == {}
 
 
 def test_unknown_target_is_one_line(tmp_path):

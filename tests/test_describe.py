@@ -2,8 +2,11 @@
 
 import json
 
+import pytest
 from conftest import assert_one_line_error, run_cli
 
+from tfnas.errors import TfnasError
+from tfnas.space.genotype import load_genotype
 from tfnas.space.published import PUBLISHED
 
 HOURNAS_F = PUBLISHED["HourNAS-F"]
@@ -36,6 +39,18 @@ def test_arch_json_file(tmp_path):
     assert json.loads(proc.stdout)["arch"] == PUBLISHED["HourNAS-A"].arch
 
 
+def test_arch_directory_and_non_string_arch(tmp_path):
+    """--arch resolution shared by describe, train and deploy.export (load_genotype)."""
+    with pytest.raises(TfnasError, match="is a directory without arch.json"):
+        load_genotype(str(tmp_path), "fbnet")
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps({"space": "fbnet", "arch": [1, 2, 3]}))
+    with pytest.raises(TfnasError, match='the "arch" field must be an op string'):
+        load_genotype(str(path))
+    path.write_text(json.dumps({"space": "fbnet", "arch": PUBLISHED["HourNAS-A"].arch}))
+    assert str(load_genotype(str(tmp_path))) == PUBLISHED["HourNAS-A"].arch
+
+
 def test_bad_inputs_give_one_line(tmp_path):
     fbnet_22 = lambda op: ",".join([op] * 22)  # noqa: E731
     cases = [
@@ -51,5 +66,6 @@ def test_bad_inputs_give_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
     cases.append(([f"--arch={bad}"], "is not valid JSON"))
+    cases.append((["--space=fbnet", f"--arch={tmp_path}"], "is a directory without arch.json"))
     for args, fragment in cases:
         assert_one_line_error(run_cli("tfnas.describe", *args), fragment)

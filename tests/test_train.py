@@ -2,12 +2,22 @@
 
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
+import pytest
+import supernet_fixtures  # noqa: F401 - registers tiny_test
+import tensorflow as tf
 from conftest import assert_one_line_error, run_cli
 
 from tfnas.data import load_split
+from tfnas.errors import TfnasError
+from tfnas.space.genotype import parse_genotype
+from tfnas.train.recipe import Recipe, check_folder_cut, check_model_out, train_standalone
+
+TINY = parse_genotype("tiny_test", "k3e3,k3e3,k3e3")
+QUICK = Recipe(epochs=1, batch_size=4, image_size=16, random_erasing=0, ema=False)
 
 
 def test_retrain_saves_a_model_that_learned(tmp_path):
@@ -22,6 +32,7 @@ def test_retrain_saves_a_model_that_learned(tmp_path):
                    "--random_erasing=0", f"--out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "Warning" not in proc.stderr, proc.stderr  # a success is quiet
     assert result["test_accuracy"] > 0.6  # 3 short epochs (measured 0.93); chance is 0.1
     model = keras.models.load_model(out)
     images, labels = next(iter(load_split("mnist", "test", 32).batch(200)))
@@ -35,3 +46,73 @@ def test_retrain_saves_a_model_that_learned(tmp_path):
 def test_bad_arch_is_one_line(tmp_path):
     assert_one_line_error(run_cli("tfnas.train", "--arch=missing.json"), "cannot read")
     assert_one_line_error(run_cli("tfnas.train", "--arch=k3e1"), "--space is required")
+    assert_one_line_error(run_cli("tfnas.train", "--arch=HourNAS-A", f"--out={tmp_path}/m.h5"),
+                          "must end in .keras")
+    assert not os.listdir(tmp_path)
+
+
+def test_recipe_out_of_range_is_one_line():
+    Recipe().check()
+    for field, value, fragment in [("dropout", 1.5, "--dropout"),
+                                   ("width_multiplier", 0, "--width_multiplier must be in (0, 4]"),
+                                   ("width_multiplier", -1, "(0, 4]"),
+                                   ("learning_rate", -1, "--learning_rate must be > 0"),
+                                   ("epochs", 0, "--epochs")]:
+        with pytest.raises(TfnasError) as e:
+            Recipe(**{field: value}).check()
+        assert fragment in str(e.value)
+
+
+def test_model_out_is_checked_before_training(tmp_path):
+    check_model_out(str(tmp_path / "new" / "m.keras"))
+    (tmp_path / "file").write_text("")
+    (tmp_path / "dir.keras").mkdir()
+    for path, fragment in [("m.h5", "must end in .keras"), ("file/m.keras", "is a file"),
+                           ("dir.keras", "is a directory")]:
+        with pytest.raises(TfnasError, match=fragment):
+            check_model_out(str(tmp_path / path))
+
+
+def _folder(root, per_class: int, content: bytes = b"") -> str:
+    for c in "ab":
+        (root / c).mkdir(exist_ok=True)
+        for i in range(per_class):
+            (root / c / f"{i}.jpg").write_bytes(content)
+    return f"folder:{root}"
+
+
+def test_folder_too_small_for_the_validation_cut(tmp_path):
+    dataset = _folder(tmp_path, 4)
+    with pytest.raises(TfnasError, match="has 8 images; the validation cut of 10% is empty"):
+        check_folder_cut(dataset)
+    check_folder_cut(_folder(tmp_path, 5))  # 10 images: one for validation
+
+
+def test_undecodable_images_are_one_line(tmp_path):
+    dataset = _folder(tmp_path, 6, b"notanimage\n")
+    with pytest.raises(TfnasError, match="cannot read dataset .*: Unknown image file format"):
+        train_standalone(TINY, dataset, QUICK, verbose=0)
+
+
+def _write_tfrecord(path: str, count: int, classes: int) -> None:
+    with tf.io.TFRecordWriter(path) as writer:
+        for i in range(count):
+            png = tf.io.encode_png(np.full((8, 8, 3), 30 * i % 256, np.uint8)).numpy()
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                "image/class/label": tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[i % classes]))})).SerializeToString())
+
+
+def test_tfrecord_takes_num_classes_and_trains_quietly(tmp_path):
+    for split in ("train", "validation"):
+        _write_tfrecord(str(tmp_path / f"{split}.tfrecord"), 12, 3)
+    dataset = f"tfrecord:{tmp_path}/{{split}}.tfrecord"
+    with pytest.raises(TfnasError, match="pass --num_classes"):
+        train_standalone(TINY, dataset, QUICK, verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, _ = train_standalone(TINY, dataset, QUICK, verbose=0, num_classes=3)
+    assert model.output_shape[-1] == 3
+    assert not [w for w in caught if issubclass(w.category, UserWarning)], \
+        [str(w.message) for w in caught]

@@ -25,7 +25,8 @@ flags.DEFINE_string("space", None, f"Search space, one of: {', '.join(list_space
 flags.DEFINE_string(
     "arch", None,
     "Architecture: comma-separated op names, one per searchable layer in order, or the name "
-    f"of a published architecture ({', '.join(PUBLISHED)}), or a path to an arch.json file.")
+    f"of a published architecture ({', '.join(PUBLISHED)}), or a path to an arch.json file "
+    "(or to the directory holding it).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of the table.")
 flags.DEFINE_integer("resolution", None, "Input resolution the costs are counted at "
                      "(default: the space's deployment input, 224 for the MBConv spaces).")

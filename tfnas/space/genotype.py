@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Sequence
 
 from tfnas.errors import GenotypeError, TfnasError
@@ -39,6 +40,9 @@ class Genotype:
                 raise GenotypeError(f"genotype JSON does not parse: {e}") from None
         if not isinstance(obj, dict) or "space" not in obj or "arch" not in obj:
             raise GenotypeError('genotype JSON needs the keys "space" and "arch"')
+        if not isinstance(obj["arch"], str):
+            raise GenotypeError(f'the "arch" field must be an op string such as "k3e1,k5e6,...", '
+                                f'got {json.dumps(obj["arch"])[:60]}')
         return parse_genotype(obj["space"], obj["arch"])
 
     @classmethod
@@ -73,9 +77,14 @@ def validate(space: SearchSpace, ops: Sequence[str]) -> Genotype:
 
 
 def load_genotype(arch: str, space: str | None = None) -> Genotype:
-    """A genotype from an op string (needs `space`), a published name or an arch.json path."""
+    """A genotype from an op string (needs `space`), a published name, an arch.json path or
+    the directory holding arch.json (a search's run directory)."""
     from tfnas.space.published import lookup  # published imports this module
 
+    if os.path.isdir(arch):
+        if not os.path.isfile(os.path.join(arch, "arch.json")):
+            raise TfnasError(f"{arch} is a directory without arch.json")
+        arch = os.path.join(arch, "arch.json")
     if arch.endswith(".json"):
         obj = read_json(arch)
         if space and isinstance(obj, dict) and obj.get("space") not in (None, space):

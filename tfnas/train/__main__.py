@@ -16,18 +16,20 @@ from tfnas import cli
 cli.import_tensorflow()  # before anything else imports it: no start-up chatter on stderr
 
 from tfnas.errors import TfnasError  # noqa: E402
-from tfnas.io import write_json  # noqa: E402
+from tfnas.io import check_output_path, write_json  # noqa: E402
 from tfnas.space.genotype import load_genotype  # noqa: E402
-from tfnas.train.recipe import Recipe, train_standalone  # noqa: E402
+from tfnas.train.recipe import Recipe, check_model_out, train_standalone  # noqa: E402
 
 FLAGS = flags.FLAGS
 _D = Recipe()
-flags.DEFINE_string("arch", None, "arch.json written by tfnas.search, a published name "
-                    "(HourNAS-F, ...) or an op string (with --space).")
+flags.DEFINE_string("arch", None, "arch.json written by tfnas.search (or its run directory), "
+                    "a published name (HourNAS-F, ...) or an op string (with --space).")
 flags.DEFINE_string("space", None, "Search space of an op-string --arch.")
 flags.DEFINE_string("dataset", "mnist", "mnist (offline default), fashion_mnist, tfds:NAME, "
                     "folder:PATH or tfrecord:PATTERN.")
 flags.DEFINE_string("data_dir", None, "Where the dataset's files are, if not the default.")
+flags.DEFINE_integer("num_classes", 0, "Classes of the dataset; 0 infers them (a TFRecord "
+                     "dataset needs them given).")
 flags.DEFINE_string("out", None, "Path of the saved .keras model (default: beside --arch "
                     "as trained.keras, or ./trained.keras).")
 flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
@@ -52,17 +54,23 @@ flags.DEFINE_integer("seed", _D.seed, "Random seed.")
 def main(argv: list[str]) -> int:
     if not FLAGS.arch:
         raise TfnasError("--arch is required")
-    if FLAGS.epochs < 1 or FLAGS.batch_size < 1 or FLAGS.image_size < 16 or FLAGS.max_images < 0:
-        raise TfnasError("--epochs and --batch_size must be >= 1, --image_size >= 16 and "
-                         "--max_images >= 0")
-    genotype = load_genotype(FLAGS.arch, FLAGS.space)
     recipe = Recipe(**{f.name: getattr(FLAGS, f.name) for f in
                        Recipe.__dataclass_fields__.values() if f.name in FLAGS})
-    base = os.path.dirname(FLAGS.arch) if FLAGS.arch.endswith(".json") else "."
+    recipe.check()
+    if FLAGS.num_classes < 0:
+        raise TfnasError("--num_classes must be >= 0 (0 infers them)")
+    genotype = load_genotype(FLAGS.arch, FLAGS.space)
+    if os.path.isdir(FLAGS.arch):  # a run directory holding arch.json
+        base = FLAGS.arch
+    else:
+        base = os.path.dirname(FLAGS.arch) if FLAGS.arch.endswith(".json") else "."
     out = FLAGS.out or os.path.join(base, "trained.keras")
+    metrics = os.path.splitext(out)[0] + ".metrics.json"
+    check_model_out(out)  # before training, not after it
+    check_output_path(metrics, "metrics file")
     _, accuracy = train_standalone(genotype, FLAGS.dataset, recipe, FLAGS.data_dir, out=out,
-                                   backup_dir=out + ".backup")
-    write_json(os.path.splitext(out)[0] + ".metrics.json",
+                                   backup_dir=out + ".backup", num_classes=FLAGS.num_classes)
+    write_json(metrics,
                {"arch": str(genotype), "space": genotype.space, "dataset": FLAGS.dataset,
                 "test_accuracy": accuracy, "recipe": vars(recipe)})
     print(json.dumps({"model": out, "test_accuracy": round(accuracy, 4)}))

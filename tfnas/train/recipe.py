@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
+import warnings
 
 import keras
 import tensorflow as tf
 
 from tfnas.data import batched, load_split
 from tfnas.data.pipeline import search_splits
-from tfnas.io import atomic_path
+from tfnas.errors import TfnasError
+from tfnas.io import atomic_path, check_output_path
 from tfnas.nn.builder import build_model
 from tfnas.space.genotype import Genotype
 
@@ -33,6 +36,58 @@ class Recipe:
     ema_momentum: float = 0.99
     random_erasing: float = 0.25  # probability an image gets an erased box; 0 disables
     seed: int = 0
+
+    def check(self) -> None:
+        """One TfnasError line (naming the CLI flags) for the first value out of range."""
+        rules = [
+            (self.epochs >= 1 and self.batch_size >= 1 and self.image_size >= 16
+             and self.max_images >= 0, "--epochs and --batch_size must be >= 1, --image_size "
+             ">= 16 and --max_images >= 0"),
+            (0 < self.width_multiplier <= 4, "--width_multiplier must be in (0, 4]"),
+            (self.learning_rate > 0, "--learning_rate must be > 0"),
+            (self.warmup_epochs >= 0 and self.weight_decay >= 0,
+             "--warmup_epochs and --weight_decay must be >= 0"),
+            (0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1,
+             "--dropout and --label_smoothing must be in [0, 1)"),
+            (0 <= self.random_erasing <= 1, "--random_erasing must be in [0, 1]"),
+            (0 <= self.ema_momentum < 1, "the EMA momentum must be in [0, 1)"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise TfnasError(message)
+
+
+def dataset_error(dataset: str, error: tf.errors.OpError) -> TfnasError:
+    """One line for a dataset TensorFlow fails to read (an undecodable image, a corrupt
+    record): the dataset and the meaningful line of TF's message, without its op prefixes."""
+    lines = [l.strip() for l in error.message.splitlines()
+             if l.strip() and not l.strip().startswith("[[")]
+    detail = re.sub(r"^.*(Iterator::\S+|\}\}): ", "", lines[-1]) if lines else \
+        type(error).__name__
+    return TfnasError(f"cannot read dataset {dataset!r}: {detail}")
+
+
+def check_folder_cut(dataset: str) -> None:
+    """A folder:DIR without train/ and val/ sub-folders is cut 90/10 by Keras, which says
+    "No images found" when the 10% cut rounds to no image: say what is wrong instead."""
+    path = dataset.removeprefix("folder:")
+    if dataset == path or not os.path.isdir(path) or any(
+            os.path.isdir(os.path.join(path, s)) for s in ("train", "val", "validation", "test")):
+        return
+    images = sum(name.lower().endswith((".bmp", ".gif", ".jpeg", ".jpg", ".png"))
+                 for root, _, names in os.walk(path) if root != path for name in names)
+    if 0 < images < 10:
+        raise TfnasError(f"{dataset} has {images} images; the validation cut of 10% is empty: "
+                         f"add images (10 or more) or split them into {path}/train and "
+                         f"{path}/val")
+
+
+def check_model_out(path: str) -> None:
+    """The model goes to a writable path ending in .keras (Keras' native zip format)."""
+    if not path.endswith(".keras"):
+        raise TfnasError(f"--out {path} must end in .keras (the model is saved in Keras' "
+                         "native format)")
+    check_output_path(path, "--out")
 
 
 def _augment(recipe: Recipe):
@@ -79,23 +134,32 @@ def _one_hot(num_classes: int):
 def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
                      data_dir: str | None = None, out: str | None = None,
                      backup_dir: str | None = None, verbose: int | str = "auto",
-                     eval_split: str = "test") -> tuple[keras.Model, float]:
+                     eval_split: str = "test", num_classes: int = 0) -> tuple[keras.Model, float]:
     """Trains the child of `genotype` on the training split; returns (model, test accuracy).
 
     `eval_split="arch"` evaluates on the search's held-out architecture split instead (the
     search never trains weights on it). `backup_dir` makes an interrupted run resume
     (keras BackupAndRestore); `out` receives the final .keras model atomically.
+    `num_classes` 0 infers the classes from the dataset (a TFRecord needs them given).
     """
+    recipe.check()
+    if out:
+        check_model_out(out)
     keras.utils.set_random_seed(recipe.seed)
     if eval_split == "arch":
         train, test, classes = search_splits(dataset, recipe.image_size, data_dir,
                                              seed=recipe.seed, limit=recipe.max_images or None)
+        classes = num_classes or classes
+        if not classes:
+            raise TfnasError(f"cannot infer the number of classes of {dataset!r}; "
+                             "pass --num_classes")
     else:
+        check_folder_cut(dataset)
         train = load_split(dataset, "train", recipe.image_size, data_dir,
                            limit=recipe.max_images or None, seed=recipe.seed)
         test = load_split(dataset, "test", recipe.image_size, data_dir)
-        from tfnas.data import num_classes
-        classes = num_classes(dataset, data_dir)
+        from tfnas.data import num_classes as infer_classes
+        classes = num_classes or infer_classes(dataset, data_dir)
     train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed)
     if recipe.random_erasing > 0:
         train_ds = train_ds.map(_augment(recipe), num_parallel_calls=tf.data.AUTOTUNE)
@@ -112,12 +176,18 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs
-    model.fit(train_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
-    _, accuracy = model.evaluate(test_ds, verbose=0)
+    try:  # tf.data reads (and decodes) the files only now; shuffled already: shuffle=False
+        with warnings.catch_warnings():  # a streamed dataset's length is found at its end
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+            model.fit(train_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
+                      shuffle=False)
+            _, accuracy = model.evaluate(test_ds, verbose=0)
+    except tf.errors.ResourceExhaustedError:
+        raise  # out of memory: not the dataset's fault
+    except tf.errors.OpError as e:
+        raise dataset_error(dataset, e) from None
     if out:
-        with atomic_path(out) as tmp:
+        with atomic_path(out) as tmp:  # tmp keeps the suffix: a .keras out gives a .keras tmp
             os.remove(tmp)  # keras refuses to overwrite without asking in some versions
-            model.save(tmp if tmp.endswith(".keras") else tmp + ".keras")
-            if not tmp.endswith(".keras"):
-                os.replace(tmp + ".keras", tmp)
+            model.save(tmp)
     return model, float(accuracy)
