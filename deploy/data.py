@@ -21,18 +21,14 @@ def load_images(dataset: str, split: str, input_shape: tuple[int, int, int], cou
     if height != width:
         raise TfnasError(f"the data pipeline gives square images; the model input is "
                          f"{height}x{width}")
-    import tensorflow as tf
-
-    from tfnas.train.recipe import dataset_error
+    from tfnas.data import reading
 
     ds = _load_split(dataset, split, height, data_dir)
     images, labels = [], []
-    try:  # tf.data reads and decodes the files only now
+    with reading(dataset):  # tf.data reads and decodes the files only now
         for image, label in ds.take(count).as_numpy_iterator():
             images.append(image)
             labels.append(label)
-    except tf.errors.OpError as e:
-        raise dataset_error(dataset, e) from None
     if not images:
         raise TfnasError(f"dataset {dataset!r} split {split!r} has no images")
     x = np.stack(images).astype(np.float32)

@@ -136,3 +136,10 @@ def test_unreadable_files_are_one_error_naming_the_dataset(tmp_path):
                 _arrays(load_split(name, "train", 16))
         assert str(e.value).startswith(f"cannot read dataset {name}: {reason}"), e.value
         assert "\n" not in str(e.value) and "[Op:" not in str(e.value)
+        with pytest.raises(TfnasError, match=f"cannot read dataset {name}: {reason}"):
+            with reading(name):  # a reduction over the dataset, as the search's first pass
+                load_split(name, "train", 16).reduce(0, lambda count, _: count + 1)
+    # An error of the model, not of the data, keeps its type (and traceback).
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        with reading("mnist"):
+            tf.matmul(tf.ones([2, 3]), tf.ones([2, 3]))

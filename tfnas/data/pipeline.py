@@ -115,21 +115,24 @@ def search_splits(name: str, image_size: int, data_dir: str | None = None,
 
 @contextlib.contextmanager
 def reading(name: str) -> Iterator[None]:
-    """Turns a tf.errors.OpError raised inside the block, where dataset `name` is read (files
-    that are not images, corrupted TFRecords, ...), into one TfnasError line naming it.
-
-    Wrap only code that iterates the data: any OpError inside is reported as a read error.
-    """
+    """Turns a tf.errors.OpError that the input pipeline of dataset `name` raises inside the
+    block (files that are not images, corrupted TFRecords, ...) into one TfnasError line
+    naming it. Other OpErrors (a model's, when the block also trains) pass unchanged."""
     try:
         yield
     except tf.errors.OpError as e:
+        if "Iterator" not in e.message and "Dataset" not in e.message:
+            raise  # not raised by the tf.data ops that produce the dataset's elements
         raise TfnasError(f"cannot read dataset {name}: {op_error_reason(e)}") from None
 
 
 def op_error_reason(e: tf.errors.OpError) -> str:
-    """The cause of a tf.data OpError without TF's function, iterator and op names."""
-    lines = e.message.strip().splitlines()
-    text = re.sub(r"\{\{[^}]*\}\}\s*", "", lines[0] if lines else "")
+    """The cause of a tf.data OpError without TF's function, iterator and op names: the
+    last line before the `[[node]]` lines (graph errors, as Keras `fit` raises them, put the
+    node's stack trace before it)."""
+    lines = [line.strip() for line in e.message.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("[[")]
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", lines[-1] if lines else "")
     text = re.sub(r"^Error in user-defined function .*? with iterator: \S+: ", "", text)
     return re.sub(r"\s*\[Op:.*$", "", text).strip() or type(e).__name__
 

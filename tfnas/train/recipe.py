@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import sys
 import warnings
 
 import keras
 import tensorflow as tf
 
-from tfnas.data import batched, load_split
+from tfnas.data import batched, load_split, reading
 from tfnas.data.pipeline import search_splits
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, check_output_path
@@ -55,16 +54,6 @@ class Recipe:
         for ok, message in rules:
             if not ok:
                 raise TfnasError(message)
-
-
-def dataset_error(dataset: str, error: tf.errors.OpError) -> TfnasError:
-    """One line for a dataset TensorFlow fails to read (an undecodable image, a corrupt
-    record): the dataset and the meaningful line of TF's message, without its op prefixes."""
-    lines = [l.strip() for l in error.message.splitlines()
-             if l.strip() and not l.strip().startswith("[[")]
-    detail = re.sub(r"^.*(Iterator::\S+|\}\}): ", "", lines[-1]) if lines else \
-        type(error).__name__
-    return TfnasError(f"cannot read dataset {dataset!r}: {detail}")
 
 
 def check_folder_cut(dataset: str) -> None:
@@ -176,16 +165,13 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs
-    try:  # tf.data reads (and decodes) the files only now; shuffled already: shuffle=False
-        with warnings.catch_warnings():  # a streamed dataset's length is found at its end
-            warnings.filterwarnings("ignore", message="Your input ran out of data")
-            model.fit(train_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
-                      shuffle=False)
-            _, accuracy = model.evaluate(test_ds, verbose=0)
-    except tf.errors.ResourceExhaustedError:
-        raise  # out of memory: not the dataset's fault
-    except tf.errors.OpError as e:
-        raise dataset_error(dataset, e) from None
+    # tf.data reads (and decodes) the files only now; shuffled already: shuffle=False
+    with reading(dataset), warnings.catch_warnings():
+        # a streamed dataset's length is found at its end
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(train_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
+                  shuffle=False)
+        _, accuracy = model.evaluate(test_ds, verbose=0)
     if out:
         with atomic_path(out) as tmp:  # tmp keeps the suffix: a .keras out gives a .keras tmp
             os.remove(tmp)  # keras refuses to overwrite without asking in some versions
