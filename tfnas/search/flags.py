@@ -63,8 +63,10 @@ def define_flags() -> None:
                   "the architecture steps, not once each. Same draws and results; about a "
                   "third less tracing, which is most of a short CPU search. The architecture "
                   "step then also computes the stem, head and pinned layers' weight gradients; "
-                  "steady-state steps measured the same within noise at the CPU defaults. "
-                  "false traces the steps apart.")
+                  "steady-state steps measured the same within noise at the CPU defaults and "
+                  "2% slower per epoch at 96 px, width 1.0 (README, Performance). false "
+                  "traces the steps apart, which can pay off in long searches at large "
+                  "proxies.")
     # HourNAS hyper-parameters.
     d.DEFINE_float("tau", 5.0, "Initial Gumbel temperature.")
     d.DEFINE_float("tau_decay", 0.9999, "Temperature multiplier per iteration.")
