@@ -14,7 +14,7 @@ from conftest import assert_one_line_error, run_cli
 from tfnas.data import load_split
 from tfnas.errors import TfnasError
 from tfnas.space.genotype import parse_genotype
-from tfnas.train.recipe import Recipe, check_folder_cut, check_model_out, train_standalone
+from tfnas.train.recipe import Recipe, check_model_out, train_standalone
 
 TINY = parse_genotype("tiny_test", "k3e3,k3e3,k3e3")
 QUICK = Recipe(epochs=1, batch_size=4, image_size=16, random_erasing=0, ema=False)
@@ -83,9 +83,9 @@ def _folder(root, per_class: int, content: bytes = b"") -> str:
 
 def test_folder_too_small_for_the_validation_cut(tmp_path):
     dataset = _folder(tmp_path, 4)
-    with pytest.raises(TfnasError, match="has 8 images; the validation cut of 10% is empty"):
-        check_folder_cut(dataset)
-    check_folder_cut(_folder(tmp_path, 5))  # 10 images: one for validation
+    with pytest.raises(TfnasError, match="has 8 images; its 10% validation cut is empty"):
+        train_standalone(TINY, dataset, QUICK, verbose=0)
+    load_split(_folder(tmp_path, 5), "test", 16)  # 10 images: one for validation
 
 
 def test_undecodable_images_are_one_line(tmp_path):

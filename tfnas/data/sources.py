@@ -115,8 +115,19 @@ def folder_source(path: str, split: str):
             image_size=(256, 256), shuffle=split == "train", seed=0, validation_split=cut,
             subset=subset, verbose=False)
     except ValueError as e:
+        images = _count_images(root) if cut else 0  # only on failure: folders may be huge
+        if 0 < images:  # Keras says "No images found" of a cut that rounds to no image
+            raise TfnasError(f"folder:{path} has {images} images; its 10% validation cut is "
+                             f"empty: add images (10 or more) or split them into "
+                             f"{path}/train and {path}/val") from None
         raise TfnasError(f"folder:{path}: {e}") from None
     return ds, len(classes)
+
+
+def _count_images(root: str) -> int:
+    """Files under the class folders of `root` that Keras reads as images."""
+    return sum(name.lower().endswith((".bmp", ".gif", ".jpeg", ".jpg", ".png"))
+               for directory, _, names in os.walk(root) if directory != root for name in names)
 
 
 def tfrecord_source(pattern: str, split: str, label_offset: int = 0):

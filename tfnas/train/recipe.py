@@ -56,21 +56,6 @@ class Recipe:
                 raise TfnasError(message)
 
 
-def check_folder_cut(dataset: str) -> None:
-    """A folder:DIR without train/ and val/ sub-folders is cut 90/10 by Keras, which says
-    "No images found" when the 10% cut rounds to no image: say what is wrong instead."""
-    path = dataset.removeprefix("folder:")
-    if dataset == path or not os.path.isdir(path) or any(
-            os.path.isdir(os.path.join(path, s)) for s in ("train", "val", "validation", "test")):
-        return
-    images = sum(name.lower().endswith((".bmp", ".gif", ".jpeg", ".jpg", ".png"))
-                 for root, _, names in os.walk(path) if root != path for name in names)
-    if 0 < images < 10:
-        raise TfnasError(f"{dataset} has {images} images; the validation cut of 10% is empty: "
-                         f"add images (10 or more) or split them into {path}/train and "
-                         f"{path}/val")
-
-
 def check_model_out(path: str) -> None:
     """The model goes to a writable path ending in .keras (Keras' native zip format)."""
     if not path.endswith(".keras"):
@@ -143,7 +128,6 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
             raise TfnasError(f"cannot infer the number of classes of {dataset!r}; "
                              "pass --num_classes")
     else:
-        check_folder_cut(dataset)
         train = load_split(dataset, "train", recipe.image_size, data_dir,
                            limit=recipe.max_images or None, seed=recipe.seed)
         test = load_split(dataset, "test", recipe.image_size, data_dir)
