@@ -68,13 +68,21 @@ def read_arch(path: str) -> Genotype:
             from None
 
 
+def check_keras_file(path: str, what: str, suffixes: tuple[str, ...]) -> None:
+    """One line unless `path` exists, ends in one of `suffixes` and, as a .keras file, is the
+    zip archive Keras writes (Keras itself fails on a bad one with a misleading message)."""
+    if not os.path.isfile(path):
+        raise TfnasError(f"{what} file {path} does not exist")
+    if not path.endswith(suffixes):
+        raise TfnasError(f"{what} file {path} should end in {' or '.join(suffixes)}")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise TfnasError(f"{path} is not a Keras model file (a .keras file is a zip archive)")
+
+
 def load_model(path: str):
     import keras
 
-    if not os.path.isfile(path):
-        raise TfnasError(f"model file {path} does not exist")
-    if path.endswith(".keras") and not zipfile.is_zipfile(path):
-        raise TfnasError(f"{path} is not a Keras model file (a .keras file is a zip archive)")
+    check_keras_file(path, "model", (".keras", ".h5"))
     try:
         return keras.saving.load_model(path, compile=False)
     except (ValueError, OSError) as e:
@@ -98,10 +106,9 @@ def build_from_arch(genotype: Genotype, resolution: int, width: float, num_class
             raise TfnasError(f"cannot load weights {weights} into the {genotype.space} net: "
                              f"{str(e).splitlines()[0]}") from None
         except ValueError as e:  # "A total of N objects could not be loaded. Example ...:"
-            first = str(e).strip().splitlines()[0].split(". Example")[0] if str(e).strip() \
-                else type(e).__name__
+            lines = str(e).strip().splitlines() or [type(e).__name__]
             raise TfnasError(f"weights {weights} do not fit the architecture of {arch}: "
-                             f"{first}") from None
+                             f"{lines[0].split('. Example')[0]}") from None
     return model
 
 
@@ -167,8 +174,8 @@ def main(argv: list[str]) -> int:
         raise TfnasError("--resolution must be >= 16, --width in (0, 4] and --num_classes >= 1")
     check_output_path(FLAGS.out, "--out")  # before the conversion, not after it
     genotype = read_arch(FLAGS.arch) if FLAGS.arch else None
-    if FLAGS.weights and not os.path.isfile(FLAGS.weights):
-        raise TfnasError(f"weights file {FLAGS.weights} does not exist")
+    if FLAGS.weights:
+        check_keras_file(FLAGS.weights, "weights", (".weights.h5", ".keras", ".h5"))
     if FLAGS.quantize == "qat" and FLAGS.dataset.endswith(".npy"):
         raise TfnasError("qat fine-tunes on labelled data; a .npy file has no labels")
 

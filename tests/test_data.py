@@ -104,6 +104,10 @@ def test_folder_and_tfrecord_sources(tmp_path):
     x, y = _arrays(load_split(f"folder:{root}", "train", 24))
     assert x.shape[1:] == (24, 24, 3) and 45 <= len(x) <= 58
     assert num_classes(f"folder:{root}") == len(set(labels[:60].tolist()))
+    # The 90/10 cut: the test images are the other 10%, none of them a training image.
+    test_x, _ = _arrays(load_split(f"folder:{root}", "test", 24))
+    train_set = {image.tobytes() for image in x}
+    assert len(x) + len(test_x) == 60 and not [i for i in test_x if i.tobytes() in train_set]
     x, y = _arrays(load_split(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", "train", 20))
     assert x.shape == (60, 20, 20, 3) and np.array_equal(y, labels[:60])
 
@@ -139,7 +143,15 @@ def test_unreadable_files_are_one_error_naming_the_dataset(tmp_path):
         with pytest.raises(TfnasError, match=f"cannot read dataset {name}: {reason}"):
             with reading(name):  # a reduction over the dataset, as the search's first pass
                 load_split(name, "train", 16).reduce(0, lambda count, _: count + 1)
-    # An error of the model, not of the data, keeps its type (and traceback).
+    # An error of the model, not of the data, keeps its type (and traceback), also when
+    # Keras fit raises it from the graph that reads the data.
     with pytest.raises(tf.errors.InvalidArgumentError):
         with reading("mnist"):
             tf.matmul(tf.ones([2, 3]), tf.ones([2, 3]))
+    import keras
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                              keras.layers.Lambda(lambda x: tf.gather(x, [10_000], axis=1))])
+    model.compile("sgd", "mse")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="GatherV2"):
+        with reading("mnist"):
+            model.fit(load_split("mnist", "train", 16).take(8).batch(4), epochs=1, verbose=0)

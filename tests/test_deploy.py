@@ -250,13 +250,18 @@ def test_bad_model_weights_and_images_are_one_line(tmp_path):
     import warnings
 
     from deploy.data import load_images
-    from deploy.export import build_from_arch, load_model
+    from deploy.export import build_from_arch, check_keras_file, load_model
     from tfnas.space.genotype import parse_genotype
 
     fake = tmp_path / "fake.keras"
     fake.write_text("not a zip")
     with pytest.raises(TfnasError, match="is not a Keras model file"):
         load_model(str(fake))
+    with pytest.raises(TfnasError, match="is not a Keras model file"):  # as --weights too
+        check_keras_file(str(fake), "weights", (".weights.h5", ".keras"))
+    with pytest.raises(TfnasError, match=r"weights file .*w\.bin should end in \.weights\.h5"):
+        (tmp_path / "w.bin").write_bytes(b"\0")
+        check_keras_file(str(tmp_path / "w.bin"), "weights", (".weights.h5", ".keras"))
     net = build_from_arch(parse_genotype(tiny_space(), "k3e3,k5e3se,k3e3,k5e3se,k3e3"), SIZE,
                           1.0, 10, None)
     weights = str(tmp_path / "other.weights.h5")

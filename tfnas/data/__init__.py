@@ -10,7 +10,8 @@ Images come out float32 [S, S, 3] in [0, 1], labels int32.
 """
 
 from tfnas.data.pipeline import (
-    DEFAULT_DATASET, batched, load_split, num_classes, reading, search_splits)
+    DEFAULT_DATASET, batched, check_labels, load_split, num_classes, reading, scan_labels,
+    search_splits)
 
-__all__ = ["DEFAULT_DATASET", "batched", "load_split", "num_classes", "reading",
-           "search_splits"]
+__all__ = ["DEFAULT_DATASET", "batched", "check_labels", "load_split", "num_classes",
+           "reading", "scan_labels", "search_splits"]

@@ -113,6 +113,12 @@ def search_splits(name: str, image_size: int, data_dir: str | None = None,
             arch.map(fn, num_parallel_calls=tf.data.AUTOTUNE), classes)
 
 
+# How TF names the failing tf.data op: eager iteration, Dataset.reduce, a map function's
+# iterator, a graph's (Keras fit) IteratorGetNext node.
+_INPUT_OPS = re.compile(r"\[Op:(IteratorGetNext|ReduceDataset)\]|with iterator: Iterator::|"
+                        r"\[\[IteratorGetNext\]\]")
+
+
 @contextlib.contextmanager
 def reading(name: str) -> Iterator[None]:
     """Turns a tf.errors.OpError that the input pipeline of dataset `name` raises inside the
@@ -121,7 +127,7 @@ def reading(name: str) -> Iterator[None]:
     try:
         yield
     except tf.errors.OpError as e:
-        if "Iterator" not in e.message and "Dataset" not in e.message:
+        if not _INPUT_OPS.search(e.message):
             raise  # not raised by the tf.data ops that produce the dataset's elements
         raise TfnasError(f"cannot read dataset {name}: {op_error_reason(e)}") from None
 
@@ -135,6 +141,29 @@ def op_error_reason(e: tf.errors.OpError) -> str:
     text = re.sub(r"\{\{[^}]*\}\}\s*", "", lines[-1] if lines else "")
     text = re.sub(r"^Error in user-defined function .*? with iterator: \S+: ", "", text)
     return re.sub(r"\s*\[Op:.*$", "", text).strip() or type(e).__name__
+
+
+def scan_labels(ds: tf.data.Dataset) -> tuple[int, int, int]:
+    """(examples, smallest label, largest label) of an unbatched (image, label) dataset; an
+    empty one gives (0, 0, 0)."""
+    big = tf.int64.max
+    n, low, high = ds.reduce(
+        (tf.constant(0, tf.int64), tf.constant(big, tf.int64), tf.constant(-big, tf.int64)),
+        lambda acc, xy: (acc[0] + 1, tf.minimum(acc[1], tf.cast(xy[1], tf.int64)),
+                         tf.maximum(acc[2], tf.cast(xy[1], tf.int64))))
+    n = int(n)
+    return (n, int(low), int(high)) if n else (0, 0, 0)
+
+
+def check_labels(dataset: str, labels: list[int], num_classes: int, flag: int) -> None:
+    """TfnasError unless every label (the extremes are given) is in [0, num_classes);
+    `flag` is --num_classes (0: `num_classes` was inferred)."""
+    bad = [label for label in labels if not 0 <= label < num_classes]
+    if bad:
+        given = (f"--num_classes={flag}" if flag
+                 else f"the {num_classes} classes inferred (pass --num_classes)")
+        raise TfnasError(f"dataset {dataset!r}: label {bad[0]} found but {given}; labels "
+                         f"must be in 0..{num_classes - 1}")
 
 
 def _materialize(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -112,7 +112,9 @@ def folder_source(path: str, split: str):
     try:
         ds = keras.utils.image_dataset_from_directory(
             root, labels="inferred", label_mode="int", class_names=classes, batch_size=None,
-            image_size=(256, 256), shuffle=split == "train", seed=0, validation_split=cut,
+            # Keras cuts the file list after shuffling it: both halves need the same order.
+            image_size=(256, 256), shuffle=split == "train" or cut is not None, seed=0,
+            validation_split=cut,
             subset=subset, verbose=False)
     except ValueError as e:
         images = _count_images(root) if cut else 0  # only on failure: folders may be huge

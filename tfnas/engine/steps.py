@@ -193,11 +193,13 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
 
     Under several replicas (`MirroredStrategy`, `MultiWorkerMirroredStrategy`) the pass is
     traced once per replica, as each step's inline pass is, and shared by both steps. With
-    `share=False` the two separate steps are returned.
+    `share=False`, or under another strategy with several replicas (a TPU's: untested), the
+    two separate steps are returned.
     """
     _check_arch_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
-    if not share:
+    tested = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if not share or (strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tested)):
         return (make_weight_step(net, arch, weight_optimizer, mode, strategy,
                                  return_indices=True),
                 make_arch_step(net, arch, arch_optimizer, mode, strategy, penalty))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfnas.data import reading, search_splits
+from tfnas.data import check_labels, reading, scan_labels, search_splits
 from tfnas.errors import TfnasError
 
 
@@ -23,8 +23,8 @@ class SearchData:
             raise TfnasError(f"cannot infer the classes of {cfg.dataset!r}; pass --num_classes")
         self.weights, self.arch = weights.cache(), arch.cache()
         with reading(cfg.dataset):  # one pass: it also fills the caches
-            (n_w, *labels_w), (n_a, *labels_a) = _scan(self.weights), _scan(self.arch)
-        _check_labels(cfg.dataset, labels_w + labels_a, self.num_classes, cfg.num_classes)
+            (n_w, *labels_w), (n_a, *labels_a) = scan_labels(self.weights), scan_labels(self.arch)
+        check_labels(cfg.dataset, labels_w + labels_a, self.num_classes, cfg.num_classes)
         if n_w < cfg.batch_size or n_a < cfg.batch_size:
             raise TfnasError(
                 f"dataset {cfg.dataset!r} gives {n_w} weight and {n_a} architecture images; "
@@ -49,26 +49,3 @@ class SearchData:
         count = max(1, min(count, self.full_arch_batches))
         ds = self.arch.batch(self.cfg.batch_size, drop_remainder=True).take(count)
         return list(self.strategy.experimental_distribute_dataset(ds))
-
-
-def _scan(ds: tf.data.Dataset) -> tuple[int, int, int]:
-    """(examples, smallest label, largest label) of an unbatched (image, label) dataset; an
-    empty one gives (0, 0, 0)."""
-    big = tf.int64.max
-    n, low, high = ds.reduce(
-        (tf.constant(0, tf.int64), tf.constant(big, tf.int64), tf.constant(-big, tf.int64)),
-        lambda acc, xy: (acc[0] + 1, tf.minimum(acc[1], tf.cast(xy[1], tf.int64)),
-                         tf.maximum(acc[2], tf.cast(xy[1], tf.int64))))
-    n = int(n)
-    return (n, int(low), int(high)) if n else (0, 0, 0)
-
-
-def _check_labels(dataset: str, labels: list[int], num_classes: int, flag: int) -> None:
-    """TfnasError unless every label (the extremes are given) is in [0, num_classes);
-    `flag` is --num_classes (0: `num_classes` was inferred)."""
-    bad = [label for label in labels if not 0 <= label < num_classes]
-    if bad:
-        given = (f"--num_classes={flag}" if flag
-                 else f"the {num_classes} classes inferred (pass --num_classes)")
-        raise TfnasError(f"dataset {dataset!r}: label {bad[0]} found but {given}; labels "
-                         f"must be in 0..{num_classes - 1}")

@@ -81,6 +81,12 @@ def load_genotype(arch: str, space: str | None = None) -> Genotype:
     the directory holding arch.json (a search's run directory)."""
     from tfnas.space.published import lookup  # published imports this module
 
+    published = lookup(arch) if "," not in arch else None
+    if published is not None:  # before paths: a folder may share a published net's name
+        if space and space != published.space:
+            raise GenotypeError(f"{published.name} is in space {published.space!r}, "
+                                f"not {space!r}")
+        return published.genotype()
     if os.path.isdir(arch):
         if not os.path.isfile(os.path.join(arch, "arch.json")):
             raise TfnasError(f"{arch} is a directory without arch.json")
@@ -90,12 +96,6 @@ def load_genotype(arch: str, space: str | None = None) -> Genotype:
         if space and isinstance(obj, dict) and obj.get("space") not in (None, space):
             raise GenotypeError(f"{arch} is for space {obj.get('space')!r}, not {space!r}")
         return Genotype.from_json(obj)
-    published = lookup(arch) if "," not in arch else None
-    if published is not None:
-        if space and space != published.space:
-            raise GenotypeError(f"{published.name} is in space {published.space!r}, "
-                                f"not {space!r}")
-        return published.genotype()
     if not space:
         raise TfnasError("--space is required with an op-string --arch")
     return parse_genotype(space, arch)

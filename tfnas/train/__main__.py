@@ -18,7 +18,7 @@ cli.import_tensorflow()  # before anything else imports it: no start-up chatter 
 from tfnas.errors import TfnasError  # noqa: E402
 from tfnas.io import check_output_path, write_json  # noqa: E402
 from tfnas.space.genotype import load_genotype  # noqa: E402
-from tfnas.train.recipe import Recipe, check_model_out, train_standalone  # noqa: E402
+from tfnas.train.recipe import Recipe, train_standalone  # noqa: E402
 
 FLAGS = flags.FLAGS
 _D = Recipe()
@@ -56,7 +56,6 @@ def main(argv: list[str]) -> int:
         raise TfnasError("--arch is required")
     recipe = Recipe(**{f.name: getattr(FLAGS, f.name) for f in
                        Recipe.__dataclass_fields__.values() if f.name in FLAGS})
-    recipe.check()
     if FLAGS.num_classes < 0:
         raise TfnasError("--num_classes must be >= 0 (0 infers them)")
     genotype = load_genotype(FLAGS.arch, FLAGS.space)
@@ -66,8 +65,7 @@ def main(argv: list[str]) -> int:
         base = os.path.dirname(FLAGS.arch) if FLAGS.arch.endswith(".json") else "."
     out = FLAGS.out or os.path.join(base, "trained.keras")
     metrics = os.path.splitext(out)[0] + ".metrics.json"
-    check_model_out(out)  # before training, not after it
-    check_output_path(metrics, "metrics file")
+    check_output_path(metrics, "metrics file")  # train_standalone checks the rest first
     _, accuracy = train_standalone(genotype, FLAGS.dataset, recipe, FLAGS.data_dir, out=out,
                                    backup_dir=out + ".backup", num_classes=FLAGS.num_classes)
     write_json(metrics,

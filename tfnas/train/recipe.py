@@ -11,7 +11,7 @@ import warnings
 import keras
 import tensorflow as tf
 
-from tfnas.data import batched, load_split, reading
+from tfnas.data import batched, check_labels, load_split, reading, scan_labels
 from tfnas.data.pipeline import search_splits
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, check_output_path
@@ -133,6 +133,10 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
         test = load_split(dataset, "test", recipe.image_size, data_dir)
         from tfnas.data import num_classes as infer_classes
         classes = num_classes or infer_classes(dataset, data_dir)
+    if num_classes:  # given, not inferred: a label >= it would train on an all-zero target
+        with reading(dataset):
+            labels = [*scan_labels(train)[1:], *scan_labels(test)[1:]]
+        check_labels(dataset, labels, classes, num_classes)
     train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed)
     if recipe.random_erasing > 0:
         train_ds = train_ds.map(_augment(recipe), num_parallel_calls=tf.data.AUTOTUNE)
