@@ -143,6 +143,9 @@ def test_unreadable_files_are_one_error_naming_the_dataset(tmp_path):
         with pytest.raises(TfnasError, match=f"cannot read dataset {name}: {reason}"):
             with reading(name):  # a reduction over the dataset, as the search's first pass
                 load_split(name, "train", 16).reduce(0, lambda count, _: count + 1)
+        with pytest.raises(TfnasError, match=f"cannot read dataset {name}: {reason}"):
+            with reading(name):  # Keras fit's graph errors
+                _dense().fit(load_split(name, "train", 16).batch(4), epochs=1, verbose=0)
     # An error of the model, not of the data, keeps its type (and traceback), also when
     # Keras fit raises it from the graph that reads the data.
     with pytest.raises(tf.errors.InvalidArgumentError):
@@ -155,3 +158,11 @@ def test_unreadable_files_are_one_error_naming_the_dataset(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match="GatherV2"):
         with reading("mnist"):
             model.fit(load_split("mnist", "train", 16).take(8).batch(4), epochs=1, verbose=0)
+
+
+def _dense():
+    import keras
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model

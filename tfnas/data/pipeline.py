@@ -116,7 +116,7 @@ def search_splits(name: str, image_size: int, data_dir: str | None = None,
 # How TF names the failing tf.data op: eager iteration, Dataset.reduce, a map function's
 # iterator, a graph's (Keras fit) IteratorGetNext node.
 _INPUT_OPS = re.compile(r"\[Op:(IteratorGetNext|ReduceDataset)\]|with iterator: Iterator::|"
-                        r"\[\[IteratorGetNext\]\]")
+                        r"\[\[(\{\{node )?IteratorGetNext(\}\})?\]\]")
 
 
 @contextlib.contextmanager

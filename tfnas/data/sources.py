@@ -6,9 +6,11 @@ In-memory sources return numpy arrays (uint8 [N, H, W, C], int labels); streamin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import gzip
+import io
 import os
 import struct
 
@@ -109,13 +111,14 @@ def folder_source(path: str, split: str):
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
         raise TfnasError(f"folder:{path} has no class sub-folders")
-    try:
-        ds = keras.utils.image_dataset_from_directory(
-            root, labels="inferred", label_mode="int", class_names=classes, batch_size=None,
-            # Keras cuts the file list after shuffling it: both halves need the same order.
-            image_size=(256, 256), shuffle=split == "train" or cut is not None, seed=0,
-            validation_split=cut,
-            subset=subset, verbose=False)
+    try:  # Keras prints the cut's size to stdout even with verbose=False
+        with contextlib.redirect_stdout(io.StringIO()):
+            ds = keras.utils.image_dataset_from_directory(
+                root, labels="inferred", label_mode="int", class_names=classes,
+                batch_size=None, image_size=(256, 256),
+                # Keras cuts the file list after shuffling it: both halves need one order.
+                shuffle=split == "train" or cut is not None, seed=0, validation_split=cut,
+                subset=subset, verbose=False)
     except ValueError as e:
         images = _count_images(root) if cut else 0  # only on failure: folders may be huge
         if 0 < images:  # Keras says "No images found" of a cut that rounds to no image

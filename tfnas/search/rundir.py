@@ -42,6 +42,9 @@ class RunDir:
         """TfnasError when the directory cannot be made: it is a file, or under one."""
         if os.path.isfile(self.path):
             raise TfnasError(f"--model_dir {self.path} is a file")
+        if os.path.isdir(self.config_path):
+            raise TfnasError(f"--model_dir {self.path} holds a directory named config.json; "
+                             "it was not made by tfnas.search")
         check_output_path(self.config_path, "--model_dir")
 
     def existing_config(self) -> dict[str, Any] | None:
