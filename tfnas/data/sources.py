@@ -1,16 +1,16 @@
-"""Where images come from. Each source yields (images, labels) for "train" and "test".
+"""Where images come from. Each source yields (records, labels) for "train" and "test".
 
-In-memory sources return numpy arrays (uint8 [N, H, W, C], int labels); streaming sources
-(TFDS, folders, TFRecords) return unbatched tf.data datasets of (uint8 image, label).
+In-memory sources return numpy arrays (uint8 [N, H, W, C], int labels); folders return numpy
+arrays of file paths and labels; TFDS and TFRecords return unbatched tf.data datasets of
+(encoded image, label). Files are decoded later (`read_image`, `decode_image`), after the
+pipeline has cut and shuffled the cheap records.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import glob
 import gzip
-import io
 import os
 import struct
 
@@ -77,8 +77,24 @@ def fashion_mnist(split: str, data_dir: str | None = None):
         f"{prefix}-images-idx3-ubyte.gz and {prefix}-labels-idx1-ubyte.gz")
 
 
+def decode_image(data):
+    """Encoded image bytes (JPEG, PNG, GIF, BMP) -> uint8 [H, W, 3]."""
+    import tensorflow as tf
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+
+def read_image(path):
+    """An image file -> uint8 [H, W, 3]."""
+    import tensorflow as tf
+    return decode_image(tf.io.read_file(path))
+
+
 def tfds_source(name: str, split: str, data_dir: str | None):
-    """A TFDS dataset the user downloaded before (never downloads)."""
+    """A TFDS dataset the user downloaded before (never downloads).
+
+    Returns (records of (encoded image, label), classes, examples): images are decoded
+    later, after the search's cut and shuffle, so unused images are never decoded.
+    """
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -88,57 +104,65 @@ def tfds_source(name: str, split: str, data_dir: str | None):
                   else "test"}[split]
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-        ds = builder.as_dataset(split=tfds_split, as_supervised=True)  # raises if not prepared
+        ds = builder.as_dataset(split=tfds_split, as_supervised=True,  # raises if not prepared
+                                decoders={"image": tfds.decode.SkipDecoding()})
         classes = builder.info.features["label"].num_classes
+        size = builder.info.splits[tfds_split].num_examples
     except Exception as e:  # noqa: BLE001 - TFDS raises many types for a missing dataset
         raise TfnasError(f"tfds:{name} is not prepared in {data_dir or '~/tensorflow_datasets'}"
                          f" ({type(e).__name__}); download it with tfds first") from None
-    return ds, classes
+    return ds, classes, size
 
 
-def folder_source(path: str, split: str):
-    """Class-per-folder images; PATH/train and PATH/val|test if present, else a 90/10 cut."""
-    import keras
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+def folder_source(path: str, split: str, seed: int = 0):
+    """Class-per-folder images; PATH/train and PATH/val|test if present, else a 90/10 cut.
+
+    Returns (file paths, int32 labels, classes), sorted by class then name; the 90/10 cut is
+    a fixed function of `seed`, its halves disjoint.
+    """
     if not os.path.isdir(path):
         raise TfnasError(f"folder:{path} is not a directory")
     sub = {"train": ["train"], "test": ["val", "validation", "test"]}[split]
     for s in sub:
         if os.path.isdir(os.path.join(path, s)):
-            root, subset, cut = os.path.join(path, s), None, None
+            root, cut = os.path.join(path, s), False
             break
     else:
-        root, subset, cut = path, ("training" if split == "train" else "validation"), 0.1
+        root, cut = path, True
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
         raise TfnasError(f"folder:{path} has no class sub-folders")
-    try:  # Keras prints the cut's size to stdout even with verbose=False
-        with contextlib.redirect_stdout(io.StringIO()):
-            ds = keras.utils.image_dataset_from_directory(
-                root, labels="inferred", label_mode="int", class_names=classes,
-                batch_size=None, image_size=(256, 256),
-                # Keras cuts the file list after shuffling it: both halves need one order.
-                shuffle=split == "train" or cut is not None, seed=0, validation_split=cut,
-                subset=subset, verbose=False)
-    except ValueError as e:
-        images = _count_images(root) if cut else 0  # only on failure: folders may be huge
-        if 0 < images:  # Keras says "No images found" of a cut that rounds to no image
-            raise TfnasError(f"folder:{path} has {images} images; its 10% validation cut is "
-                             f"empty: add images (10 or more) or split them into "
-                             f"{path}/train and {path}/val") from None
-        raise TfnasError(f"folder:{path}: {e}") from None
-    return ds, len(classes)
-
-
-def _count_images(root: str) -> int:
-    """Files under the class folders of `root` that Keras reads as images."""
-    return sum(name.lower().endswith((".bmp", ".gif", ".jpeg", ".jpg", ".png"))
-               for directory, _, names in os.walk(root) if directory != root for name in names)
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(os.path.join(directory, f)
+                       for directory, _, names in os.walk(os.path.join(root, name))
+                       for f in names if f.lower().endswith(IMAGE_SUFFIXES))
+        paths += found
+        labels += [label] * len(found)
+    if not paths:
+        raise TfnasError(f"folder:{root} has no images ({', '.join(IMAGE_SUFFIXES)}) in its "
+                         "class sub-folders")
+    paths, labels = np.array(paths), np.array(labels, np.int32)
+    if cut:
+        order = np.random.default_rng(seed).permutation(len(paths))
+        held = len(paths) // 10
+        if held == 0:
+            raise TfnasError(f"folder:{path} has {len(paths)} images; its 10% validation cut "
+                             f"is empty: add images (10 or more) or split them into "
+                             f"{path}/train and {path}/val")
+        keep = np.sort(order[held:] if split == "train" else order[:held])
+        paths, labels = paths[keep], labels[keep]
+    return paths, labels, len(classes)
 
 
 def tfrecord_source(pattern: str, split: str, label_offset: int = 0):
     """TFRecords of tf.train.Example with image/encoded (JPEG/PNG) and image/class/label.
 
-    The pattern may contain `{split}`, replaced by "train" or "validation".
+    The pattern may contain `{split}`, replaced by "train" or "validation". Returns records
+    of (encoded image, label); decode them with `decode_image`.
     """
     import tensorflow as tf
     files = sorted(glob.glob(pattern.replace("{split}", "train" if split == "train"
@@ -150,8 +174,7 @@ def tfrecord_source(pattern: str, split: str, label_offset: int = 0):
 
     def parse(record):
         ex = tf.io.parse_single_example(record, spec)
-        image = tf.io.decode_image(ex["image/encoded"], channels=3, expand_animations=False)
-        return image, tf.cast(ex["image/class/label"], tf.int32) - label_offset
+        return ex["image/encoded"], tf.cast(ex["image/class/label"], tf.int32) - label_offset
 
     return tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).map(
         parse, num_parallel_calls=tf.data.AUTOTUNE)

@@ -49,6 +49,7 @@ class CommonConfig:
     num_classes: int = 0
     weight_fraction: float = 0.8
     max_images: int = 0
+    cache: str = "auto"
     image_size: int = 32
     width_multiplier: float = 0.5
     batch_size: int = 32

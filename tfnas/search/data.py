@@ -5,26 +5,51 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfnas.data import check_labels, reading, scan_labels, search_splits
+from tfnas.data import check_labels, reading, scan_labels, search_parts, use_cache
 from tfnas.errors import TfnasError
+
+SHUFFLE_BUFFER = 8192
 
 
 class SearchData:
     """`cfg` is any search config with the data fields (dataset, data_dir, image_size,
-    weight_fraction, seed, max_images, num_classes, batch_size, steps_per_epoch)."""
+    weight_fraction, seed, max_images, num_classes, batch_size, steps_per_epoch, cache).
+
+    The prepared images are kept in memory when `cfg.cache` says so ("auto": when they take
+    at most a quarter of the machine's memory); otherwise every epoch reads, decodes and
+    resizes them again. Both give the same batches in the same order.
+    """
 
     def __init__(self, cfg, strategy: tf.distribute.Strategy):
         self.cfg, self.strategy = cfg, strategy
-        weights, arch, classes = search_splits(
+        weights, arch, classes = search_parts(
             cfg.dataset, cfg.image_size, cfg.data_dir, cfg.weight_fraction, cfg.seed,
             limit=cfg.max_images or None)
         self.num_classes = cfg.num_classes or classes
         if not self.num_classes:
             raise TfnasError(f"cannot infer the classes of {cfg.dataset!r}; pass --num_classes")
-        self.weights, self.arch = weights.cache(), arch.cache()
-        with reading(cfg.dataset):  # one pass: it also fills the caches
-            (n_w, *labels_w), (n_a, *labels_a) = scan_labels(self.weights), scan_labels(self.arch)
-        check_labels(cfg.dataset, labels_w + labels_a, self.num_classes, cfg.num_classes)
+        n_w, n_a = weights.size, arch.size
+        labels = [*(weights.labels or ()), *(arch.labels or ())]
+        if n_w is None or n_a is None or not classes:
+            print(f"counting the images of {cfg.dataset} (a pass over its records; no image "
+                  "is decoded)", flush=True)
+            with reading(cfg.dataset):
+                (n_w, *labels_w), (n_a, *labels_a) = (scan_labels(weights.records),
+                                                      scan_labels(arch.records))
+            labels = labels_w + labels_a
+        elif not labels:  # a source whose classes bound its labels (TFDS)
+            labels = [0, classes - 1]
+        check_labels(cfg.dataset, labels, self.num_classes, cfg.num_classes)
+        self.parts = {"weights": weights, "arch": arch}
+        self.cached = {}
+        with reading(cfg.dataset):  # unreadable files fail here, before DIR is touched
+            if use_cache(cfg.cache, n_w + n_a, cfg.image_size):
+                self.cached = {k: part.images().cache() for k, part in self.parts.items()}
+                for ds in self.cached.values():  # fill the caches: epochs may stop early
+                    ds.reduce(0, lambda count, _: count + 1)
+            else:  # too many to read now: the first image of each part
+                for part in self.parts.values():
+                    part.images().take(1).reduce(0, lambda count, _: count + 1)
         if n_w < cfg.batch_size or n_a < cfg.batch_size:
             raise TfnasError(
                 f"dataset {cfg.dataset!r} gives {n_w} weight and {n_a} architecture images; "
@@ -34,18 +59,29 @@ class SearchData:
         self.arch_steps = max(1, min(full_a, round(self.weight_steps * n_a / n_w)))
         self.full_arch_batches = full_a
 
+    def _ordered(self, which: str, seed: int | None) -> tf.data.Dataset:
+        """Prepared images of `which`, shuffled with `seed` (None: in order). An uncached
+        part is shuffled as records, then prepared: the same order as the cached one."""
+        part = self.parts[which]
+        if which in self.cached:
+            ds = self.cached[which]
+            return ds if seed is None else ds.shuffle(SHUFFLE_BUFFER, seed=seed,
+                                                      reshuffle_each_iteration=False)
+        ds = part.records
+        if seed is not None:
+            ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False)
+        return ds.map(part.prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
     def epoch(self, which: str, epoch: int, skip: int):
-        ds = self.weights if which == "weights" else self.arch
         steps = self.weight_steps if which == "weights" else self.arch_steps
         seed = self.cfg.seed * 100_003 + epoch * 2 + (which == "arch")
-        ds = (ds.shuffle(8192, seed=seed, reshuffle_each_iteration=False)
-              .batch(self.cfg.batch_size, drop_remainder=True).take(steps).skip(skip)
-              .prefetch(tf.data.AUTOTUNE))
+        ds = (self._ordered(which, seed).batch(self.cfg.batch_size, drop_remainder=True)
+              .take(steps).skip(skip).prefetch(tf.data.AUTOTUNE))
         return iter(self.strategy.experimental_distribute_dataset(ds))
 
     def validation_batches(self, count: int) -> list:
         """The first `count` batches of the architecture split, in a fixed order: the data
         that scores candidates with the shared weights."""
         count = max(1, min(count, self.full_arch_batches))
-        ds = self.arch.batch(self.cfg.batch_size, drop_remainder=True).take(count)
-        return list(self.strategy.experimental_distribute_dataset(ds))
+        ds = self._ordered("arch", None).batch(self.cfg.batch_size, drop_remainder=True)
+        return list(self.strategy.experimental_distribute_dataset(ds.take(count)))

@@ -16,7 +16,7 @@ from tfnas.io import check_output_path, write_json
 # Flags that change how a run is executed, not what it computes: they may differ on resume
 # (shared_trace: the same draws and updates either way, tests/test_engine.py).
 RUN_CONTROL = frozenset({"model_dir", "strategy", "tpu", "checkpoint_every",
-                         "checkpoint_secs", "data_dir", "shared_trace"})
+                         "checkpoint_secs", "data_dir", "shared_trace", "cache"})
 
 
 class RunDir:

@@ -49,6 +49,10 @@ flags.DEFINE_bool("ema", _D.ema, "Keep an exponential moving average of the weig
 flags.DEFINE_float("random_erasing", _D.random_erasing, "RandomErasing (cutout) factor; "
                    "0 disables.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
+flags.DEFINE_enum("cache", _D.cache, ["auto", "memory", "none"],
+                  "Keep the resized images in memory between epochs. auto: when they take at "
+                  "most a quarter of this machine's memory (float32 at --image_size). none: "
+                  "read, decode and resize them every epoch.")
 
 
 def main(argv: list[str]) -> int:

@@ -11,8 +11,8 @@ import warnings
 import keras
 import tensorflow as tf
 
-from tfnas.data import batched, check_labels, load_split, reading, scan_labels
-from tfnas.data.pipeline import search_splits
+from tfnas.data import (CACHE_MODES, batched, check_labels, load_part, reading, scan_labels,
+                        search_parts, use_cache)
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, check_output_path
 from tfnas.nn.builder import build_model
@@ -35,6 +35,7 @@ class Recipe:
     ema_momentum: float = 0.99
     random_erasing: float = 0.25  # probability an image gets an erased box; 0 disables
     seed: int = 0
+    cache: str = "auto"  # keep the resized images in memory: auto (if they fit), memory, none
 
     def check(self) -> None:
         """One TfnasError line (naming the CLI flags) for the first value out of range."""
@@ -50,6 +51,7 @@ class Recipe:
              "--dropout and --label_smoothing must be in [0, 1)"),
             (0 <= self.random_erasing <= 1, "--random_erasing must be in [0, 1]"),
             (0 <= self.ema_momentum < 1, "the EMA momentum must be in [0, 1)"),
+            (self.cache in CACHE_MODES, f"--cache must be one of {', '.join(CACHE_MODES)}"),
         ]
         for ok, message in rules:
             if not ok:
@@ -121,27 +123,29 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
         check_model_out(out)
     keras.utils.set_random_seed(recipe.seed)
     if eval_split == "arch":
-        train, test, classes = search_splits(dataset, recipe.image_size, data_dir,
-                                             seed=recipe.seed, limit=recipe.max_images or None)
+        train, test, classes = search_parts(dataset, recipe.image_size, data_dir,
+                                            seed=recipe.seed, limit=recipe.max_images or None)
         classes = num_classes or classes
         if not classes:
             raise TfnasError(f"cannot infer the number of classes of {dataset!r}; "
                              "pass --num_classes")
     else:
-        train = load_split(dataset, "train", recipe.image_size, data_dir,
-                           limit=recipe.max_images or None, seed=recipe.seed)
-        test = load_split(dataset, "test", recipe.image_size, data_dir)
+        train = load_part(dataset, "train", recipe.image_size, data_dir,
+                          limit=recipe.max_images or None, seed=recipe.seed)
+        test = load_part(dataset, "test", recipe.image_size, data_dir)
         from tfnas.data import num_classes as infer_classes
         classes = num_classes or infer_classes(dataset, data_dir)
     if num_classes:  # given, not inferred: a label >= it would train on an all-zero target
-        with reading(dataset):
-            labels = [*scan_labels(train)[1:], *scan_labels(test)[1:]]
+        with reading(dataset):  # the labels only: no image is decoded
+            labels = [*scan_labels(train.records)[1:], *scan_labels(test.records)[1:]]
         check_labels(dataset, labels, classes, num_classes)
-    train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed)
+    train_ds = batched(train.images(), recipe.batch_size, shuffle=True, seed=recipe.seed,
+                       cache=use_cache(recipe.cache, train.size, recipe.image_size))
     if recipe.random_erasing > 0:
         train_ds = train_ds.map(_augment(recipe), num_parallel_calls=tf.data.AUTOTUNE)
     train_ds = train_ds.map(_one_hot(classes))
-    test_ds = batched(test, recipe.batch_size, shuffle=False, drop_remainder=False).map(
+    test_ds = batched(test.images(), recipe.batch_size, shuffle=False, drop_remainder=False,
+                      cache=use_cache(recipe.cache, test.size, recipe.image_size)).map(
         _one_hot(classes))
     steps = int(train_ds.cardinality())
     model = build_model(genotype.space, genotype, num_classes=classes,
