@@ -44,10 +44,10 @@ def define_flags() -> None:
     d.DEFINE_integer("max_images", 0, "Use at most this many training images (0: all).")
     d.DEFINE_enum("cache", "auto", ["auto", "memory", "none"],
                   "Keep the resized training images in memory between epochs. auto: when "
-                  "they take at most a quarter of this machine's memory (float32 at "
-                  "--image_size; ImageNet at 64 px would need 63 GB). none: read, decode and "
-                  "resize them every epoch, decoding only the images an epoch uses. Both give "
-                  "the same batches; resuming may switch.")
+                  "they take at most a quarter of this machine's (or container's) memory "
+                  "(float32 at --image_size; ImageNet at 64 px would need 63 GB). none: read, "
+                  "decode and resize them every epoch, decoding only the images an epoch "
+                  "uses. Both give the same batches; resuming may switch.")
     # Proxy network.
     d.DEFINE_integer("image_size", 32, "Proxy training resolution (images are resized).")
     d.DEFINE_float("width_multiplier", 0.5, "Channel width of the proxy supernet.")

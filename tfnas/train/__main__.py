@@ -51,8 +51,8 @@ flags.DEFINE_float("random_erasing", _D.random_erasing, "RandomErasing (cutout) 
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
 flags.DEFINE_enum("cache", _D.cache, ["auto", "memory", "none"],
                   "Keep the resized images in memory between epochs. auto: when they take at "
-                  "most a quarter of this machine's memory (float32 at --image_size). none: "
-                  "read, decode and resize them every epoch.")
+                  "most a quarter of this machine's (or container's) memory (float32 at "
+                  "--image_size). none: read, decode and resize them every epoch.")
 
 
 def main(argv: list[str]) -> int:
