@@ -167,6 +167,8 @@ def main(argv: list[str]) -> int:
         raise TfnasError("pass exactly one of --arch=DIR/arch.json and --model=PATH.keras")
     if not FLAGS.out:
         raise TfnasError("--out=FILE.tflite is required")
+    if not FLAGS.out.endswith(".tflite"):  # e.g. an arch.json given as --out by mistake
+        raise TfnasError(f"--out={FLAGS.out}: the TFLite file's name must end in .tflite")
     if FLAGS.check_images < 1 or not 0 <= FLAGS.min_agreement <= 1 or FLAGS.qat_steps < 1:
         raise TfnasError("--check_images and --qat_steps must be >= 1, --min_agreement in "
                          "[0, 1]")

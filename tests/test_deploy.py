@@ -244,6 +244,10 @@ def test_bad_arch_file_is_one_line(tmp_path):
         assert_one_line_error(run_cli("deploy.export", "--arch=HourNAS-A.json", flag,
                                       f"--out={tmp_path / 'x.tflite'}"), "--width in (0, 4]")
     assert not (tmp_path / "x.tflite").exists()
+    (tmp_path / "arch.json").write_text('{"space": "fbnet"}')
+    assert_one_line_error(run_cli("deploy.export", "--arch=HourNAS-A.json",
+                                  f"--out={tmp_path / 'arch.json'}"), "must end in .tflite")
+    assert (tmp_path / "arch.json").read_text() == '{"space": "fbnet"}'
 
 
 def test_bad_model_weights_and_images_are_one_line(tmp_path):
