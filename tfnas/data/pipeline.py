@@ -75,8 +75,12 @@ def _read(name: str, split: str, data_dir: str | None) -> _Source:
 
 
 def num_classes(name: str, data_dir: str | None = None) -> int:
-    classes = _read(name, "train", data_dir).classes
-    if classes is None:
+    return require_classes(name, _read(name, "train", data_dir).classes)
+
+
+def require_classes(name: str, classes: int | None) -> int:
+    """`classes`, or one TfnasError when the dataset cannot tell them (0 or None)."""
+    if not classes:
         raise TfnasError(f"cannot infer the number of classes of {name!r}; pass --num_classes")
     return classes
 

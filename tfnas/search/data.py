@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfnas.data import check_labels, ordered, reading, scan_labels, search_parts, use_cache
+from tfnas.data import (check_labels, ordered, reading, require_classes, scan_labels,
+                        search_parts, use_cache)
 from tfnas.errors import TfnasError
 
 SHUFFLE_BUFFER = 8192
@@ -25,9 +26,7 @@ class SearchData:
         weights, arch, classes = search_parts(
             cfg.dataset, cfg.image_size, cfg.data_dir, cfg.weight_fraction, cfg.seed,
             limit=cfg.max_images or None)
-        self.num_classes = cfg.num_classes or classes
-        if not self.num_classes:
-            raise TfnasError(f"cannot infer the classes of {cfg.dataset!r}; pass --num_classes")
+        self.num_classes = cfg.num_classes or require_classes(cfg.dataset, classes)
         n_w, n_a = weights.size, arch.size
         labels = [*(weights.labels or ()), *(arch.labels or ())]
         if n_w is None or n_a is None or not classes:

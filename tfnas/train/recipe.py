@@ -11,8 +11,8 @@ import warnings
 import keras
 import tensorflow as tf
 
-from tfnas.data import (CACHE_MODES, batched, check_labels, load_part, reading, scan_labels,
-                        search_parts, use_cache)
+from tfnas.data import (CACHE_MODES, batched, check_labels, load_part, reading,
+                        require_classes, scan_labels, search_parts, use_cache)
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, check_output_path
 from tfnas.nn.builder import build_model
@@ -125,10 +125,7 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     if eval_split == "arch":
         train, test, classes = search_parts(dataset, recipe.image_size, data_dir,
                                             seed=recipe.seed, limit=recipe.max_images or None)
-        classes = num_classes or classes
-        if not classes:
-            raise TfnasError(f"cannot infer the number of classes of {dataset!r}; "
-                             "pass --num_classes")
+        classes = num_classes or require_classes(dataset, classes)
     else:
         train = load_part(dataset, "train", recipe.image_size, data_dir,
                           limit=recipe.max_images or None, seed=recipe.seed)
