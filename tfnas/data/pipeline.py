@@ -69,8 +69,8 @@ def _read(name: str, split: str, data_dir: str | None) -> _Source:
         paths, labels, classes = sources.folder_source(arg, split)
         return _Source(classes, sources.read_image, arrays=(paths, labels))
     if kind == "tfds":
-        ds, classes, size = sources.tfds_source(arg, split, data_dir)
-        return _Source(classes, sources.decode_image, stream=ds, size=size)
+        ds, classes, size, decode = sources.tfds_source(arg, split, data_dir)
+        return _Source(classes, decode, stream=ds, size=size)
     return _Source(None, sources.decode_image, stream=sources.tfrecord_source(arg, split))
 
 
@@ -108,12 +108,29 @@ def _array_part(source: _Source, keep: np.ndarray, image_size: int) -> Part:
                 len(y), (int(y.min()), int(y.max())) if len(y) else None)
 
 
+def _stream(name: str, source: _Source, limit: int | None,
+            count: bool) -> tuple[tf.data.Dataset, int | None, tuple[int, int] | None]:
+    """The stream of `source` cut to `limit`, its length and label extremes; `count` finds
+    them, when its metadata do not tell, with one pass over the records (none decoded)."""
+    ds, size, labels = source.stream, source.size, None
+    if limit:
+        ds, size = ds.take(limit), (min(size, limit) if size is not None else None)
+    if count and size is None:
+        print(f"counting the images of {name} (one pass over its records; no image is "
+              "decoded)", flush=True)
+        with reading(name):
+            size, low, high = scan_labels(ds)
+        labels = (low, high) if size else None
+    return ds, size, labels
+
+
 def load_part(name: str, split: str, image_size: int, data_dir: str | None = None,
-              limit: int | None = None, seed: int = 0) -> Part:
+              limit: int | None = None, seed: int = 0, count: bool = False) -> Part:
     """`split` of dataset `name` as a Part.
 
     `limit` keeps a random subset of that many images (a fixed function of `seed`), or the
-    first ones of a dataset streamed from files.
+    first ones of a dataset streamed from files. `count`: give the size of a stream whose
+    metadata do not (a pass over TFRecords).
     """
     source = _read(name, split, data_dir)
     if source.arrays is not None:
@@ -122,10 +139,8 @@ def load_part(name: str, split: str, image_size: int, data_dir: str | None = Non
         if limit and limit < size:
             keep = np.sort(np.random.default_rng(seed).permutation(size)[:limit])
         return _array_part(source, keep, image_size)
-    ds, size = source.stream, source.size
-    if limit:
-        ds, size = ds.take(limit), (min(size, limit) if size is not None else None)
-    return Part(ds, _prepare(image_size, source.decode), size)
+    ds, size, labels = _stream(name, source, limit, count)
+    return Part(ds, _prepare(image_size, source.decode), size, labels)
 
 
 def load_split(name: str, split: str, image_size: int, data_dir: str | None = None,
@@ -140,7 +155,9 @@ def search_parts(name: str, image_size: int, data_dir: str | None = None,
                  limit: int | None = None) -> tuple[Part, Part, int]:
     """The training set cut into a weight part and an architecture part (HourNAS: 80/20).
 
-    The cut is a fixed function of `seed`, so a resumed search sees the same halves.
+    Arrays (in-memory images, folders) are cut by a permutation drawn from `seed`, streams
+    (TFDS, TFRecords) by position: every k-th record goes to the architecture part. Either
+    way a resumed search sees the same parts. A stream of unknown length is counted first.
     Returns (weight part, architecture part, number of classes; 0 when unknown).
     """
     if not 0.0 < weight_fraction < 1.0:
@@ -156,18 +173,15 @@ def search_parts(name: str, image_size: int, data_dir: str | None = None,
             raise TfnasError(f"dataset {name!r} has too few images ({n}) to split")
         return (_array_part(source, order[:cut], image_size),
                 _array_part(source, order[cut:], image_size), classes)
-    # A stream: a deterministic cut by position, on the records (nothing decoded).
-    ds, size = source.stream, source.size
-    if limit:
-        ds, size = ds.take(limit), (min(size, limit) if size is not None else None)
+    ds, size, labels = _stream(name, source, limit, count=True)
     every = max(2, round(1 / (1 - weight_fraction)))
-    indexed = ds.enumerate()
+    indexed = ds.enumerate()  # the cut picks records: nothing is decoded for it
     weights = indexed.filter(lambda i, _: i % every != 0).map(lambda i, record: record)
     arch = indexed.filter(lambda i, _: i % every == 0).map(lambda i, record: record)
-    n_arch = None if size is None else -(-size // every)
+    n_arch = -(-size // every)
     prepare = _prepare(image_size, source.decode)
-    return (Part(weights, prepare, None if size is None else size - n_arch),
-            Part(arch, prepare, n_arch), classes)
+    return (Part(weights, prepare, size - n_arch, labels),
+            Part(arch, prepare, n_arch, labels), classes)
 
 
 def search_splits(name: str, image_size: int, data_dir: str | None = None,
@@ -265,26 +279,28 @@ def check_labels(dataset: str, labels: list[int], num_classes: int, flag: int) -
 
 
 def ordered(part: Part, cached: tf.data.Dataset | None = None, seed: int | None = None,
-            buffer: int = 8192, reshuffle: bool = False) -> tf.data.Dataset:
-    """Prepared images of `part`, shuffled with `seed` (None: in their order).
+            buffer: int = 8192, reshuffle: bool = False, skip: int = 0) -> tf.data.Dataset:
+    """Prepared images of `part`, shuffled with `seed` (None: in their order), the first
+    `skip` of them left out.
 
     `cached` is `part.images().cache()` when the images are kept in memory. Otherwise the
-    records are shuffled before being prepared: the same order, without decoding an image
-    before it is used or holding decoded images in the shuffle buffer.
+    records are shuffled (and skipped) before being prepared: the same order, without
+    decoding an image that is not used or holding decoded images in the shuffle buffer.
+    `reshuffle`: each iteration (epoch) draws a new order, as `Dataset.shuffle` does.
     """
     ds = cached if cached is not None else part.records
     if seed is not None:
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=reshuffle)
+    if skip:
+        ds = ds.skip(skip)
     return ds if cached is not None else ds.map(part.prepare,
                                                 num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def batched(part: Part, batch_size: int, shuffle: bool, seed: int = 0, repeat: bool = False,
+def batched(part: Part, batch_size: int, shuffle: bool, seed: int = 0,
             drop_remainder: bool = True, cache: bool = True) -> tf.data.Dataset:
     """The images of `part`, kept in memory when `cache`, shuffled (seeded, reshuffled each
     epoch) when `shuffle`, batched and prefetched."""
     ds = ordered(part, part.images().cache() if cache else None, seed if shuffle else None,
                  buffer=10_000, reshuffle=True)
-    if repeat:
-        ds = ds.repeat()
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -1,9 +1,9 @@
-"""Where images come from. Each source yields (records, labels) for "train" and "test".
+"""Where images come from, for the "train" and "test" splits.
 
-In-memory sources return numpy arrays (uint8 [N, H, W, C], int labels); folders return numpy
-arrays of file paths and labels; TFDS and TFRecords return unbatched tf.data datasets of
-(encoded image, label). Files are decoded later (`read_image`, `decode_image`), after the
-pipeline has cut and shuffled the cheap records.
+In-memory sources return numpy arrays (uint8 [N, H, W, C] images, int labels); folders
+return arrays of file paths and labels (with the number of classes); TFDS and TFRecords
+return unbatched tf.data datasets of (encoded image, label) records. Images are decoded later
+(`read_image`, `decode_image`), after the pipeline has cut and shuffled the cheap records.
 """
 
 from __future__ import annotations
@@ -92,62 +92,108 @@ def read_image(path):
 def tfds_source(name: str, split: str, data_dir: str | None):
     """A TFDS dataset the user downloaded before (never downloads).
 
-    Returns (records of (encoded image, label), classes, examples): images are decoded
-    later, after the search's cut and shuffle, so unused images are never decoded.
+    Returns (records of (image, label), classes, examples, decode). Images stored encoded
+    (a TFDS `Image` feature) stay encoded bytes and `decode` is `decode_image`: they are
+    decoded after the cut and shuffle, so unused images never are. The image and label are
+    the dataset's supervised keys; "test" is its test split, else its validation split.
     """
     try:
         import tensorflow_datasets as tfds
     except ImportError:
         raise TfnasError(f"tfds:{name} needs tensorflow-datasets: pip install "
                          "tensorflow-datasets, then download the data") from None
-    tfds_split = {"train": "train", "test": "validation" if name.startswith("imagenet")
-                  else "test"}[split]
+    where = data_dir or "~/tensorflow_datasets"
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-        ds = builder.as_dataset(split=tfds_split, as_supervised=True,  # raises if not prepared
-                                decoders={"image": tfds.decode.SkipDecoding()})
-        classes = builder.info.features["label"].num_classes
-        size = builder.info.splits[tfds_split].num_examples
+        info = builder.info
     except Exception as e:  # noqa: BLE001 - TFDS raises many types for a missing dataset
-        raise TfnasError(f"tfds:{name} is not prepared in {data_dir or '~/tensorflow_datasets'}"
-                         f" ({type(e).__name__}); download it with tfds first") from None
-    return ds, classes, size
+        raise TfnasError(f"tfds:{name} is not prepared in {where} ({type(e).__name__}); "
+                         "download it with tfds first") from None
+    keys = info.supervised_keys
+    if not (isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)):
+        raise TfnasError(f"tfds:{name} has no (image, label) supervised keys "
+                         f"(it has {keys!r}); tfnas reads image classification datasets")
+    image_key, label_key = keys
+    classes = getattr(info.features[label_key], "num_classes", None)
+    if not classes:
+        raise TfnasError(f"tfds:{name}: its label {label_key!r} is not a class label")
+    names = list(info.splits.keys())
+    wanted = ["train"] if split == "train" else ["test", "validation"]
+    tfds_split = next((s for s in wanted if s in names), None)
+    if tfds_split is None:
+        raise TfnasError(f"tfds:{name} has no {' or '.join(wanted)} split (it has "
+                         f"{', '.join(names) or 'none'}); is it prepared in {where}?")
+    encoded = isinstance(info.features[image_key], tfds.features.Image)
+    try:
+        ds = builder.as_dataset(split=tfds_split, as_supervised=True,  # raises if not prepared
+                                decoders={image_key: tfds.decode.SkipDecoding()} if encoded
+                                else None)
+    except Exception as e:  # noqa: BLE001
+        raise TfnasError(f"tfds:{name} is not prepared in {where} ({type(e).__name__}); "
+                         "download it with tfds first") from None
+    return (ds, classes, info.splits[tfds_split].num_examples,
+            decode_image if encoded else None)
 
 
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+TEST_DIRS = ("val", "validation", "test")
 
 
-def folder_source(path: str, split: str, seed: int = 0):
-    """Class-per-folder images; PATH/train and PATH/val|test if present, else a 90/10 cut.
+def _visible_dirs(root: str) -> list[str]:
+    return sorted(d for d in os.listdir(root)
+                  if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
 
-    Returns (file paths, int32 labels, classes), sorted by class then name; the 90/10 cut is
-    a fixed function of `seed`, its halves disjoint.
+
+def _images_under(directory: str) -> list[str]:
+    """Image files under `directory`, sorted; hidden files and folders skipped."""
+    found = []
+    for parent, dirs, names in os.walk(directory):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [os.path.join(parent, f) for f in names
+                  if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(found)
+
+
+def folder_source(path: str, split: str):
+    """Class-per-folder images: PATH/train with PATH/val (or validation/, test/), else the
+    class folders in PATH itself with a seeded 90/10 cut whose halves are disjoint.
+
+    The classes are the sorted sub-folders of PATH/train (or PATH) for both splits; names
+    starting with "." are skipped. Returns (UTF-8 file paths, int32 labels, classes).
     """
     if not os.path.isdir(path):
         raise TfnasError(f"folder:{path} is not a directory")
-    sub = {"train": ["train"], "test": ["val", "validation", "test"]}[split]
-    for s in sub:
-        if os.path.isdir(os.path.join(path, s)):
-            root, cut = os.path.join(path, s), False
-            break
-    else:
-        root, cut = path, True
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    train_dir = os.path.join(path, "train")
+    train_dir = train_dir if os.path.isdir(train_dir) else None
+    test_dir = next((os.path.join(path, d) for d in TEST_DIRS
+                     if os.path.isdir(os.path.join(path, d))), None)
+    if test_dir and not train_dir or split == "test" and train_dir and not test_dir:
+        has, lacks = (("train/", "val/ (or validation/, test/)") if train_dir
+                      else (os.path.basename(test_dir) + "/", "train/"))
+        raise TfnasError(f"folder:{path} has {has} but no {lacks}; give both, or put the "
+                         f"class folders in {path} itself for a 90/10 cut")
+    class_root = train_dir or path
+    classes = _visible_dirs(class_root)
     if not classes:
         raise TfnasError(f"folder:{path} has no class sub-folders")
+    root = class_root if split == "train" else test_dir or path
+    unknown = sorted(set(_visible_dirs(root)) - set(classes))
+    if unknown:
+        raise TfnasError(f"folder:{root} has class folders that {class_root} lacks: "
+                         f"{', '.join(unknown[:3])}")
     paths, labels = [], []
     for label, name in enumerate(classes):
-        found = sorted(os.path.join(directory, f)
-                       for directory, _, names in os.walk(os.path.join(root, name))
-                       for f in names if f.lower().endswith(IMAGE_SUFFIXES))
+        found = _images_under(os.path.join(root, name)) if os.path.isdir(
+            os.path.join(root, name)) else []
         paths += found
         labels += [label] * len(found)
     if not paths:
         raise TfnasError(f"folder:{root} has no images ({', '.join(IMAGE_SUFFIXES)}) in its "
                          "class sub-folders")
-    paths, labels = np.array(paths), np.array(labels, np.int32)
-    if cut:
-        order = np.random.default_rng(seed).permutation(len(paths))
+    paths = np.array([p.encode() for p in paths])  # bytes: a quarter of numpy's str
+    labels = np.array(labels, np.int32)
+    if train_dir is None:  # the 90/10 cut
+        order = np.random.default_rng(0).permutation(len(paths))
         held = len(paths) // 10
         if held == 0:
             raise TfnasError(f"folder:{path} has {len(paths)} images; its 10% validation cut "

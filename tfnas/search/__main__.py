@@ -118,6 +118,7 @@ def main(argv: list[str]) -> int:
 
     tf = cli.import_tensorflow()
     import tfnas
+    from tfnas.data import reading
     from tfnas.search.data import SearchData
     from tfnas.search.report import summary_table
     from tfnas.search.strategy import configure_grappler, is_chief, make_strategy, num_workers
@@ -147,7 +148,8 @@ def main(argv: list[str]) -> int:
         if resumed:
             print(f"resuming the search in {model_dir}")
     search = Search(config, data, rundir, strategy, chief=chief, flags_record=flags_record)
-    record = search.run()
+    with reading(config.dataset):  # a streamed image that does not decode, met mid-search
+        record = search.run()
     search.writer.close()
     print(summary_table(record, [c.name for c in space.choices], space.vital_mask()))
     if chief:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfnas.data import (check_labels, ordered, reading, require_classes, scan_labels,
-                        search_parts, use_cache)
+from tfnas.data import (check_labels, ordered, reading, require_classes, search_parts,
+                        use_cache)
 from tfnas.errors import TfnasError
 
 SHUFFLE_BUFFER = 8192
@@ -28,17 +28,12 @@ class SearchData:
             limit=cfg.max_images or None)
         self.num_classes = cfg.num_classes or require_classes(cfg.dataset, classes)
         n_w, n_a = weights.size, arch.size
-        labels = [*(weights.labels or ()), *(arch.labels or ())]
-        if n_w is None or n_a is None or not classes:
-            print(f"counting the images of {cfg.dataset} (a pass over its records; no image "
-                  "is decoded)", flush=True)
-            with reading(cfg.dataset):
-                (n_w, *labels_w), (n_a, *labels_a) = (scan_labels(weights.records),
-                                                      scan_labels(arch.records))
-            labels = labels_w + labels_a
-        elif not labels:  # a source whose classes bound its labels (TFDS)
-            labels = [0, classes - 1]
-        check_labels(cfg.dataset, labels, self.num_classes, cfg.num_classes)
+        if weights.labels and arch.labels:
+            check_labels(cfg.dataset, [*weights.labels, *arch.labels], self.num_classes,
+                         cfg.num_classes)
+        elif classes > self.num_classes:  # TFDS: its class label's size bounds the labels
+            raise TfnasError(f"dataset {cfg.dataset!r} has {classes} classes but "
+                             f"--num_classes={cfg.num_classes}")
         self.parts = {"weights": weights, "arch": arch}
         self.cached = {}
         with reading(cfg.dataset):  # unreadable files fail here, before DIR is touched
@@ -58,14 +53,18 @@ class SearchData:
         self.arch_steps = max(1, min(full_a, round(self.weight_steps * n_a / n_w)))
         self.full_arch_batches = full_a
 
-    def _ordered(self, which: str, seed: int | None) -> tf.data.Dataset:
-        return ordered(self.parts[which], self.cached.get(which), seed, SHUFFLE_BUFFER)
+    def _ordered(self, which: str, seed: int | None, skip: int = 0) -> tf.data.Dataset:
+        return ordered(self.parts[which], self.cached.get(which), seed, SHUFFLE_BUFFER,
+                       skip=skip)
 
     def epoch(self, which: str, epoch: int, skip: int):
+        """The batches of epoch `epoch` of `which` after the first `skip` (a resumed epoch:
+        the skipped images are not decoded)."""
         steps = self.weight_steps if which == "weights" else self.arch_steps
         seed = self.cfg.seed * 100_003 + epoch * 2 + (which == "arch")
-        ds = (self._ordered(which, seed).batch(self.cfg.batch_size, drop_remainder=True)
-              .take(steps).skip(skip).prefetch(tf.data.AUTOTUNE))
+        ds = (self._ordered(which, seed, skip * self.cfg.batch_size)
+              .batch(self.cfg.batch_size, drop_remainder=True).take(max(0, steps - skip))
+              .prefetch(tf.data.AUTOTUNE))
         return iter(self.strategy.experimental_distribute_dataset(ds))
 
     def validation_batches(self, count: int) -> list:

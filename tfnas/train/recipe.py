@@ -128,23 +128,27 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
         classes = num_classes or require_classes(dataset, classes)
     else:
         train = load_part(dataset, "train", recipe.image_size, data_dir,
-                          limit=recipe.max_images or None, seed=recipe.seed)
-        test = load_part(dataset, "test", recipe.image_size, data_dir)
+                          limit=recipe.max_images or None, seed=recipe.seed, count=True)
+        test = load_part(dataset, "test", recipe.image_size, data_dir, count=True)
         from tfnas.data import num_classes as infer_classes
         classes = num_classes or infer_classes(dataset, data_dir)
     if num_classes:  # given, not inferred: a label >= it would train on an all-zero target
-        with reading(dataset):  # the labels only: no image is decoded
-            labels = [*scan_labels(train.records)[1:], *scan_labels(test.records)[1:]]
+        labels = []
+        for part in (train, test):
+            if part.labels is None:
+                with reading(dataset):  # the labels only: no image is decoded
+                    labels += scan_labels(part.records)[1:]
+            else:
+                labels += part.labels
         check_labels(dataset, labels, classes, num_classes)
-    train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed,
-                       cache=use_cache(recipe.cache, train.size, recipe.image_size))
+    cache = use_cache(recipe.cache, train.size + test.size, recipe.image_size)  # both fit
+    train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed, cache=cache)
     if recipe.random_erasing > 0:
         train_ds = train_ds.map(_augment(recipe), num_parallel_calls=tf.data.AUTOTUNE)
     train_ds = train_ds.map(_one_hot(classes))
     test_ds = batched(test, recipe.batch_size, shuffle=False, drop_remainder=False,
-                      cache=use_cache(recipe.cache, test.size, recipe.image_size)).map(
-        _one_hot(classes))
-    steps = int(train_ds.cardinality())
+                      cache=cache).map(_one_hot(classes))
+    steps = train.size // recipe.batch_size  # known: streams' lengths were counted
     model = build_model(genotype.space, genotype, num_classes=classes,
                         input_shape=(recipe.image_size, recipe.image_size, 3),
                         width_multiplier=recipe.width_multiplier, dropout_rate=recipe.dropout)
