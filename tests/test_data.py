@@ -168,6 +168,11 @@ def test_tfds_dataset_prepared_offline(tmp_path):
     with pytest.raises(TfnasError, match="^tfds:absent is not prepared in .*; download it "
                                          "with tfds first$"):
         load_split("tfds:absent", "train", 16, str(tmp_path))
+    # Another image key and a validation split: read through the supervised keys.
+    other = prepare_fashion_subset(str(tmp_path), "fashion_picture", 60, 20,
+                                   image_key="picture", test_split="validation")
+    x, _ = _arrays(load_split(f"tfds:{other}", "test", 16, str(tmp_path)))
+    assert x.shape == (20, 16, 16, 3) and x.max() > 0.5
 
 
 def test_batched_streams_in_the_order_it_caches():

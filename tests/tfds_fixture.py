@@ -30,11 +30,13 @@ def _read_idx(prefix: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prepare_fashion_subset(data_dir: str, name: str = "fashion_subset", n_train: int = 600,
-                           n_test: int = 100) -> str:
-    """Builds and prepares `name` (splits train/test, image (28,28,1) PNG + 10-class label)
-    under `data_dir` from the first `n_train` / `n_test` Fashion-MNIST examples; returns `name`.
-    An already prepared `<data_dir>/<name>/1.0.0` is reused as is (the counts are not checked)."""
-    counts = {"train": ("train", n_train), "test": ("t10k", n_test)}
+                           n_test: int = 100, image_key: str = "image",
+                           test_split: str = "test") -> str:
+    """Builds and prepares `name` (splits train and `test_split`, `image_key` (28,28,1) PNG +
+    10-class "label", the supervised keys) under `data_dir` from the first `n_train` /
+    `n_test` Fashion-MNIST examples; returns `name`. An already prepared
+    `<data_dir>/<name>/1.0.0` is reused as is (the counts are not checked)."""
+    counts = {"train": ("train", n_train), test_split: ("t10k", n_test)}
 
     # skip_registration: a fresh class per call never clashes in TFDS's name registry.
     class _FashionSubset(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -45,10 +47,10 @@ def prepare_fashion_subset(data_dir: str, name: str = "fashion_subset", n_train:
                 builder=self,
                 description=f"First {n_train}/{n_test} Fashion-MNIST train/test examples.",
                 features=tfds.features.FeaturesDict({
-                    "image": tfds.features.Image(shape=(28, 28, 1)),
+                    image_key: tfds.features.Image(shape=(28, 28, 1)),
                     "label": tfds.features.ClassLabel(num_classes=10),
                 }),
-                supervised_keys=("image", "label"),
+                supervised_keys=(image_key, "label"),
             )
 
         def _split_generators(self, dl_manager: Any) -> dict[str, Iterator]:
@@ -57,7 +59,7 @@ def prepare_fashion_subset(data_dir: str, name: str = "fashion_subset", n_train:
         def _generate_examples(self, prefix: str, n: int) -> Iterator[tuple[int, dict]]:
             images, labels = _read_idx(prefix, n)
             for i in range(n):
-                yield i, {"image": images[i], "label": labels[i]}
+                yield i, {image_key: images[i], "label": labels[i]}
 
         def _log_download_bytes(self) -> None:  # TFDS prints these two lines to stdout
             pass
