@@ -110,6 +110,8 @@ def main(argv: list[str]) -> int:
     flags_record = {name: getattr(FLAGS, name)
                     for name in (_CONFIG_FLAGS if hournas else _ONESHOT_FLAGS)}
     flags_record.update(space=space.name, targets=targets, algorithm=FLAGS.algorithm)
+    if FLAGS.mixed_precision != "none":  # recorded only when set: older runs still resume
+        flags_record["mixed_precision"] = FLAGS.mixed_precision
     if hournas:
         flags_record["fix"] = sorted(FLAGS.fix)
     rundir = RunDir(model_dir)
@@ -126,6 +128,9 @@ def main(argv: list[str]) -> int:
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
     configure_grappler(FLAGS.grappler)
+    if FLAGS.mixed_precision != "none":  # before any layer is built
+        import keras
+        keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
     chief = is_chief(strategy)
     if hournas:
