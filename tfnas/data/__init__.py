@@ -13,9 +13,8 @@ Images come out float32 [S, S, 3] in [0, 1], labels int32.
 
 from tfnas.data.pipeline import (
     CACHE_MODES, DEFAULT_DATASET, Part, batched, check_labels, load_part, load_split,
-    num_classes, ordered, reading, require_classes, scan_labels, search_parts, search_splits,
-    use_cache)
+    num_classes, ordered, reading, require_classes, scan_labels, search_parts, use_cache)
 
 __all__ = ["CACHE_MODES", "DEFAULT_DATASET", "Part", "batched", "check_labels", "load_part",
            "load_split", "num_classes", "ordered", "reading", "require_classes", "scan_labels",
-           "search_parts", "search_splits", "use_cache"]
+           "search_parts", "use_cache"]

@@ -39,6 +39,7 @@ class Part:
     records: tf.data.Dataset
     prepare: Callable
     size: int | None  # examples; None when only a pass over the records can tell
+    classes: int = 0  # of the dataset; 0 when it cannot tell (TFRecords)
     labels: tuple[int, int] | None = None  # smallest and largest label, when known
 
     def images(self) -> tf.data.Dataset:
@@ -105,7 +106,7 @@ def _prepare(image_size: int, decode: Callable | None) -> Callable:
 def _array_part(source: _Source, keep: np.ndarray, image_size: int) -> Part:
     x, y = source.arrays[0][keep], source.arrays[1][keep]
     return Part(tf.data.Dataset.from_tensor_slices((x, y)), _prepare(image_size, source.decode),
-                len(y), (int(y.min()), int(y.max())) if len(y) else None)
+                len(y), source.classes or 0, (int(y.min()), int(y.max())) if len(y) else None)
 
 
 def _stream(name: str, source: _Source, limit: int | None,
@@ -140,7 +141,7 @@ def load_part(name: str, split: str, image_size: int, data_dir: str | None = Non
             keep = np.sort(np.random.default_rng(seed).permutation(size)[:limit])
         return _array_part(source, keep, image_size)
     ds, size, labels = _stream(name, source, limit, count)
-    return Part(ds, _prepare(image_size, source.decode), size, labels)
+    return Part(ds, _prepare(image_size, source.decode), size, source.classes or 0, labels)
 
 
 def load_split(name: str, split: str, image_size: int, data_dir: str | None = None,
@@ -152,18 +153,17 @@ def load_split(name: str, split: str, image_size: int, data_dir: str | None = No
 
 def search_parts(name: str, image_size: int, data_dir: str | None = None,
                  weight_fraction: float = 0.8, seed: int = 0,
-                 limit: int | None = None) -> tuple[Part, Part, int]:
+                 limit: int | None = None) -> tuple[Part, Part]:
     """The training set cut into a weight part and an architecture part (HourNAS: 80/20).
 
     Arrays (in-memory images, folders) are cut by a permutation drawn from `seed`, streams
     (TFDS, TFRecords) by position: every k-th record goes to the architecture part. Either
     way a resumed search sees the same parts. A stream of unknown length is counted first.
-    Returns (weight part, architecture part, number of classes; 0 when unknown).
+    Returns (weight part, architecture part).
     """
     if not 0.0 < weight_fraction < 1.0:
         raise TfnasError(f"the weight fraction must be in (0, 1), got {weight_fraction}")
     source = _read(name, "train", data_dir)
-    classes = source.classes or 0
     if source.arrays is not None:
         size = len(source.arrays[1])
         n = min(size, limit) if limit else size
@@ -172,7 +172,7 @@ def search_parts(name: str, image_size: int, data_dir: str | None = None,
         if cut == 0 or cut == n:
             raise TfnasError(f"dataset {name!r} has too few images ({n}) to split")
         return (_array_part(source, order[:cut], image_size),
-                _array_part(source, order[cut:], image_size), classes)
+                _array_part(source, order[cut:], image_size))
     ds, size, labels = _stream(name, source, limit, count=True)
     every = max(2, round(1 / (1 - weight_fraction)))
     indexed = ds.enumerate()  # the cut picks records: nothing is decoded for it
@@ -180,17 +180,9 @@ def search_parts(name: str, image_size: int, data_dir: str | None = None,
     arch = indexed.filter(lambda i, _: i % every == 0).map(lambda i, record: record)
     n_arch = -(-size // every)
     prepare = _prepare(image_size, source.decode)
-    return (Part(weights, prepare, size - n_arch, labels),
-            Part(arch, prepare, n_arch, labels), classes)
-
-
-def search_splits(name: str, image_size: int, data_dir: str | None = None,
-                  weight_fraction: float = 0.8, seed: int = 0,
-                  limit: int | None = None) -> tuple[tf.data.Dataset, tf.data.Dataset, int]:
-    """`search_parts` as unbatched (image, label) datasets."""
-    weights, arch, classes = search_parts(name, image_size, data_dir, weight_fraction, seed,
-                                          limit)
-    return weights.images(), arch.images(), classes
+    classes = source.classes or 0
+    return (Part(weights, prepare, size - n_arch, classes, labels),
+            Part(arch, prepare, n_arch, classes, labels))
 
 
 def use_cache(mode: str, images: int | None, image_size: int) -> bool:

@@ -103,12 +103,16 @@ def tfds_source(name: str, split: str, data_dir: str | None):
         raise TfnasError(f"tfds:{name} needs tensorflow-datasets: pip install "
                          "tensorflow-datasets, then download the data") from None
     where = data_dir or "~/tensorflow_datasets"
+
+    def not_prepared(e: Exception) -> TfnasError:
+        return TfnasError(f"tfds:{name} is not prepared in {where} ({type(e).__name__}); "
+                          "download it with tfds first")
+
     try:
         builder = tfds.builder(name, data_dir=data_dir)
         info = builder.info
     except Exception as e:  # noqa: BLE001 - TFDS raises many types for a missing dataset
-        raise TfnasError(f"tfds:{name} is not prepared in {where} ({type(e).__name__}); "
-                         "download it with tfds first") from None
+        raise not_prepared(e) from None
     keys = info.supervised_keys
     if not (isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)):
         raise TfnasError(f"tfds:{name} has no (image, label) supervised keys "
@@ -129,8 +133,7 @@ def tfds_source(name: str, split: str, data_dir: str | None):
                                 decoders={image_key: tfds.decode.SkipDecoding()} if encoded
                                 else None)
     except Exception as e:  # noqa: BLE001
-        raise TfnasError(f"tfds:{name} is not prepared in {where} ({type(e).__name__}); "
-                         "download it with tfds first") from None
+        raise not_prepared(e) from None
     return (ds, classes, info.splits[tfds_split].num_examples,
             decode_image if encoded else None)
 
@@ -183,8 +186,7 @@ def folder_source(path: str, split: str):
                          f"{', '.join(unknown[:3])}")
     paths, labels = [], []
     for label, name in enumerate(classes):
-        found = _images_under(os.path.join(root, name)) if os.path.isdir(
-            os.path.join(root, name)) else []
+        found = _images_under(os.path.join(root, name))  # none if val/ lacks the class
         paths += found
         labels += [label] * len(found)
     if not paths:

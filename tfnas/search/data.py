@@ -23,9 +23,10 @@ class SearchData:
 
     def __init__(self, cfg, strategy: tf.distribute.Strategy):
         self.cfg, self.strategy = cfg, strategy
-        weights, arch, classes = search_parts(
+        weights, arch = search_parts(
             cfg.dataset, cfg.image_size, cfg.data_dir, cfg.weight_fraction, cfg.seed,
             limit=cfg.max_images or None)
+        classes = weights.classes
         self.num_classes = cfg.num_classes or require_classes(cfg.dataset, classes)
         n_w, n_a = weights.size, arch.size
         if weights.labels and arch.labels:

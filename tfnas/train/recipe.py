@@ -123,15 +123,13 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
         check_model_out(out)
     keras.utils.set_random_seed(recipe.seed)
     if eval_split == "arch":
-        train, test, classes = search_parts(dataset, recipe.image_size, data_dir,
-                                            seed=recipe.seed, limit=recipe.max_images or None)
-        classes = num_classes or require_classes(dataset, classes)
+        train, test = search_parts(dataset, recipe.image_size, data_dir, seed=recipe.seed,
+                                   limit=recipe.max_images or None)
     else:
         train = load_part(dataset, "train", recipe.image_size, data_dir,
                           limit=recipe.max_images or None, seed=recipe.seed, count=True)
         test = load_part(dataset, "test", recipe.image_size, data_dir, count=True)
-        from tfnas.data import num_classes as infer_classes
-        classes = num_classes or infer_classes(dataset, data_dir)
+    classes = num_classes or require_classes(dataset, train.classes)
     if num_classes:  # given, not inferred: a label >= it would train on an all-zero target
         labels = []
         for part in (train, test):
