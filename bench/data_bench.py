@@ -6,7 +6,8 @@ Writes the first N Fashion-MNIST training images (Debian's IDX files) as PNGs in
 TFRecord file, a stand-in for a dataset too large for memory such as ImageNet, then runs the
 search's `SearchData` over it with `--cache=memory` and with `--cache=none`, each in its own
 process: set-up time (the label pass, and filling the cache), the time of each epoch of the
-weight part, and the process's peak RSS. Prints the ratios none/memory.
+weight part, the time of one worker's input for that epoch in a 2-worker search (its half of
+every global batch), and the process's peak RSS. Prints the ratios none/memory.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def measure(pattern: str, cache: str, image_size: int, batch: int, epochs: int) 
         for images, _ in data.epoch("weights", epoch, 0):
             images.numpy()
         times[f"epoch {epoch + 1}"] = time.monotonic() - start
+    # One worker's input of a 2-worker search: its half of every global batch.
+    start = time.monotonic()
+    for images, _ in data.pipeline("weights", epochs, 0, data.weight_steps,
+                                   tf.distribute.InputContext(2, 0, 2)):
+        images.numpy()
+    times["worker's half"] = time.monotonic() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KB -> GB
     return {"times": times, "rss_gb": rss, "cached": bool(data.cached),
             "steps": data.weight_steps}

