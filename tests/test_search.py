@@ -499,7 +499,7 @@ def test_grappler_auto_is_off_without_a_gpu_and_modes_switch_it():
     import tensorflow as tf
 
     from tfnas.errors import TfnasError
-    from tfnas.search.strategy import configure_grappler
+    from tfnas.distribute import configure_grappler
 
     def disabled():
         return bool(tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer"))

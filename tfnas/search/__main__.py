@@ -123,7 +123,7 @@ def main(argv: list[str]) -> int:
     from tfnas.data import reading
     from tfnas.search.data import SearchData
     from tfnas.search.report import summary_table
-    from tfnas.search.strategy import configure_grappler, is_chief, make_strategy, num_workers
+    from tfnas.distribute import configure_grappler, is_chief, make_strategy, num_workers
 
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from absl import flags
 
+from tfnas.distribute import STRATEGIES
 from tfnas.proposals.flags import define_target_flags
 from tfnas.space import list_spaces
-
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
 def define_flags() -> None:

@@ -15,10 +15,12 @@ from tfnas import cli
 
 cli.import_tensorflow()  # before anything else imports it: no start-up chatter on stderr
 
+from tfnas.distribute import STRATEGIES, make_strategy  # noqa: E402
 from tfnas.errors import TfnasError  # noqa: E402
 from tfnas.io import check_output_path, write_json  # noqa: E402
 from tfnas.space.genotype import load_genotype  # noqa: E402
-from tfnas.train.recipe import Recipe, train_standalone  # noqa: E402
+from tfnas.train.recipe import (MULTI_WORKER_FIT, PRECISIONS, Recipe,  # noqa: E402
+                                train_standalone)
 
 FLAGS = flags.FLAGS
 _D = Recipe()
@@ -49,6 +51,16 @@ flags.DEFINE_bool("ema", _D.ema, "Keep an exponential moving average of the weig
 flags.DEFINE_float("random_erasing", _D.random_erasing, "RandomErasing (cutout) factor; "
                    "0 disables.")
 flags.DEFINE_integer("seed", _D.seed, "Random seed.")
+flags.DEFINE_enum("mixed_precision", _D.mixed_precision, list(PRECISIONS),
+                  "Keras' mixed precision: bfloat16 (TPUs, A100 and later GPUs) or float16 "
+                  "(V100/T4-class GPUs; the loss is scaled dynamically) compute with float32 "
+                  "weights. The saved model is float32 either way.")
+flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
+                  "auto: MirroredStrategy when more than one GPU is visible, else default. "
+                  "mirrored: all local GPUs; tpu uses --tpu (untested: no TPU here). "
+                  "multi_worker is refused: Keras 3's Model.fit fails under it. --batch_size "
+                  "is the global batch.")
+flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
 flags.DEFINE_enum("cache", _D.cache, ["auto", "memory", "none"],
                   "Keep the resized images in memory between epochs. auto: when they take at "
                   "most a quarter of this machine's (or container's) memory (float32 at "
@@ -70,11 +82,16 @@ def main(argv: list[str]) -> int:
     out = FLAGS.out or os.path.join(base, "trained.keras")
     metrics = os.path.splitext(out)[0] + ".metrics.json"
     check_output_path(metrics, "metrics file")  # train_standalone checks the rest first
+    if FLAGS.strategy == "multi_worker":
+        raise TfnasError(MULTI_WORKER_FIT)
+    strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
     _, accuracy = train_standalone(genotype, FLAGS.dataset, recipe, FLAGS.data_dir, out=out,
-                                   backup_dir=out + ".backup", num_classes=FLAGS.num_classes)
+                                   backup_dir=out + ".backup", num_classes=FLAGS.num_classes,
+                                   strategy=strategy)
     write_json(metrics,
                {"arch": str(genotype), "space": genotype.space, "dataset": FLAGS.dataset,
-                "test_accuracy": accuracy, "recipe": vars(recipe)})
+                "test_accuracy": accuracy, "recipe": vars(recipe),
+                "replicas": strategy.num_replicas_in_sync})
     print(json.dumps({"model": out, "test_accuracy": round(accuracy, 4)}))
     return 0
 

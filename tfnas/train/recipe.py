@@ -3,10 +3,12 @@ what tensorflow-addons used to provide)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import warnings
+from typing import Iterator
 
 import keras
 import tensorflow as tf
@@ -17,6 +19,12 @@ from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, check_output_path
 from tfnas.nn.builder import build_model
 from tfnas.space.genotype import Genotype
+
+
+PRECISIONS = ("none", "bfloat16", "float16")
+MULTI_WORKER_FIT = ("retraining runs on one machine (--strategy=mirrored for its GPUs): Keras "
+                    "3's Model.fit fails under MultiWorkerMirroredStrategy (keras-team/keras"
+                    "#20585)")
 
 
 @dataclasses.dataclass
@@ -36,6 +44,7 @@ class Recipe:
     random_erasing: float = 0.25  # probability an image gets an erased box; 0 disables
     seed: int = 0
     cache: str = "auto"  # keep the resized images in memory: auto (if they fit), memory, none
+    mixed_precision: str = "none"  # or Keras' mixed_bfloat16 / mixed_float16 policy
 
     def check(self) -> None:
         """One TfnasError line (naming the CLI flags) for the first value out of range."""
@@ -52,6 +61,8 @@ class Recipe:
             (0 <= self.random_erasing <= 1, "--random_erasing must be in [0, 1]"),
             (0 <= self.ema_momentum < 1, "the EMA momentum must be in [0, 1)"),
             (self.cache in CACHE_MODES, f"--cache must be one of {', '.join(CACHE_MODES)}"),
+            (self.mixed_precision in PRECISIONS,
+             f"--mixed_precision must be one of {', '.join(PRECISIONS)}"),
         ]
         for ok, message in rules:
             if not ok:
@@ -103,22 +114,56 @@ def _set_bn_momentum(model: keras.Model, total_steps: int) -> None:
             layer.momentum = momentum
 
 
+@contextlib.contextmanager
+def _precision(mixed: str) -> Iterator[None]:
+    """Keras' global dtype policy `mixed_<mixed>` (float32 weights, bfloat16 or float16
+    compute; `compile` then scales a float16 loss) while the model is built, then back."""
+    before = keras.mixed_precision.global_policy()
+    if mixed != "none":
+        keras.mixed_precision.set_global_policy(f"mixed_{mixed}")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
 def _one_hot(num_classes: int):
     return lambda x, y: (x, tf.one_hot(y, num_classes))
+
+
+def _accuracy(model: keras.Model, ds: tf.data.Dataset) -> float:
+    """Top-1 accuracy on (images, one-hot labels) batches; the model need not be compiled."""
+    metric = keras.metrics.CategoricalAccuracy()
+    for images, labels in ds:
+        metric.update_state(labels, model.predict_on_batch(images))
+    return float(metric.result())
 
 
 def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
                      data_dir: str | None = None, out: str | None = None,
                      backup_dir: str | None = None, verbose: int | str = "auto",
-                     eval_split: str = "test", num_classes: int = 0) -> tuple[keras.Model, float]:
+                     eval_split: str = "test", num_classes: int = 0,
+                     strategy: tf.distribute.Strategy | None = None
+                     ) -> tuple[keras.Model, float]:
     """Trains the child of `genotype` on the training split; returns (model, test accuracy).
 
     `eval_split="arch"` evaluates on the search's held-out architecture split instead (the
     search never trains weights on it). `backup_dir` makes an interrupted run resume
     (keras BackupAndRestore); `out` receives the final .keras model atomically.
     `num_classes` 0 infers the classes from the dataset (a TFRecord needs them given).
+    `strategy` (default: the current one; not multi-worker, which Keras 3's `fit` does not
+    run) trains over its replicas, `recipe.batch_size` being the global batch. The returned
+    and saved model is a float32 one on the default device, whatever the strategy and mixed
+    precision: what `deploy.export` converts.
     """
     recipe.check()
+    strategy = strategy or tf.distribute.get_strategy()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise TfnasError(MULTI_WORKER_FIT)
+    replicas = strategy.num_replicas_in_sync
+    if recipe.batch_size % replicas:
+        raise TfnasError(f"--batch_size={recipe.batch_size} does not split evenly over the "
+                         f"{replicas} replicas; use a multiple of {replicas}")
     if out:
         check_model_out(out)
     keras.utils.set_random_seed(recipe.seed)
@@ -147,12 +192,18 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     test_ds = batched(test, recipe.batch_size, shuffle=False, drop_remainder=False,
                       cache=cache).map(_one_hot(classes))
     steps = train.size // recipe.batch_size  # known: streams' lengths were counted
-    model = build_model(genotype.space, genotype, num_classes=classes,
-                        input_shape=(recipe.image_size, recipe.image_size, 3),
-                        width_multiplier=recipe.width_multiplier, dropout_rate=recipe.dropout)
     steps = steps if steps > 0 else 100
-    _set_bn_momentum(model, recipe.epochs * steps)
-    _compile(model, recipe, steps)
+
+    def build() -> keras.Model:
+        return build_model(genotype.space, genotype, num_classes=classes,
+                           input_shape=(recipe.image_size, recipe.image_size, 3),
+                           width_multiplier=recipe.width_multiplier,
+                           dropout_rate=recipe.dropout)
+
+    with _precision(recipe.mixed_precision), strategy.scope():
+        model = build()
+        _set_bn_momentum(model, recipe.epochs * steps)
+        _compile(model, recipe, steps)
     callbacks = [keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs
@@ -162,9 +213,12 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(train_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
                   shuffle=False)
-        _, accuracy = model.evaluate(test_ds, verbose=0)
+        if recipe.mixed_precision != "none" or replicas > 1:
+            trained, model = model, build()  # float32, on this process's default device
+            model.set_weights(trained.get_weights())  # EMA weights, if any: fit ends with them
+        accuracy = _accuracy(model, test_ds)
     if out:
         with atomic_path(out) as tmp:  # tmp keeps the suffix: a .keras out gives a .keras tmp
             os.remove(tmp)  # keras refuses to overwrite without asking in some versions
             model.save(tmp)
-    return model, float(accuracy)
+    return model, accuracy

@@ -1,17 +1,23 @@
-"""Choosing the tf.distribute strategy of a search."""
+"""Choosing the tf.distribute strategy of a search or a retraining, and the roles of its
+workers. Importing it does not import TensorFlow (flag definitions use STRATEGIES)."""
 
 from __future__ import annotations
 
 import json
 import os
-
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from tfnas.errors import TfnasError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 
 
 def make_strategy(name: str, tpu: str | None = None) -> tf.distribute.Strategy:
     """auto: MirroredStrategy over the visible GPUs when there are several, else default."""
+    import tensorflow as tf
     if name == "auto":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -51,6 +57,7 @@ def configure_grappler(mode: str) -> bool:
     It stays on with a GPU, where its layout and fusion passes are meant to pay (not measured
     here: no GPU).
     """
+    import tensorflow as tf
     if mode not in ("auto", "on", "off"):
         raise TfnasError(f"unknown --grappler mode {mode!r} (auto, on or off)")
     on = bool(tf.config.list_physical_devices("GPU")) if mode == "auto" else mode == "on"
