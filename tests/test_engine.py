@@ -257,3 +257,43 @@ def test_search_checkpoint_restores_every_weight_batch_norm_statistics_included(
     assert moving and len(net.weights) > len(net.trainable_weights)
     for a, b in zip(net.weights, fresh.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_float16_steps_skip_an_overflowing_update_and_halve_the_scale(share):
+    """Under mixed_float16 the steps scale the loss: a step whose scaled gradients overflow
+    moves no weight, no optimizer slot and no θ, and halves the scale; a finite one updates
+    as usual and keeps it."""
+    from tfnas.engine import loss_scale_for_policy
+
+    assert loss_scale_for_policy() is None  # float32: nothing to scale
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        net = SuperNet(TINY, 10, SHAPE)
+        arch = ArchParams(net.allowed_mask(), seed=3)
+        w_opt = keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.05)
+        a_opt = keras.optimizers.Adam(0.01)
+        scale = loss_scale_for_policy()
+        weight_step, arch_step = make_search_steps(net, arch, w_opt, a_opt, "gumbel_max",
+                                                   share=share, loss_scale=scale)
+        x, y = batch(5)
+        weights = [v.numpy().copy() for v in net.trainable_variables]
+        theta = arch.theta.numpy().copy()
+        scale.scale.assign(2.0 ** 40)  # float16 gradients of a loss this large overflow
+        loss, _ = weight_step(x, y)
+        arch_step(x, y)
+        assert np.isfinite(float(loss))  # the loss itself is fine; only the update is skipped
+        assert all(np.array_equal(a, v.numpy()) for a, v in zip(weights, net.trainable_variables))
+        assert np.array_equal(theta, arch.theta.numpy())
+        assert int(w_opt.iterations) == int(a_opt.iterations) == 0
+        assert float(scale.scale) == 2.0 ** 38  # halved by each step
+        scale.scale.assign(2.0 ** 8)
+        weight_step(x, y)
+        arch_step(x, y)
+        assert not all(np.array_equal(a, v.numpy())
+                       for a, v in zip(weights, net.trainable_variables))
+        assert not np.array_equal(theta, arch.theta.numpy())
+        assert (float(scale.scale), int(scale.good_steps)) == (2.0 ** 8, 2)
+        assert int(w_opt.iterations) == int(a_opt.iterations) == 1
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

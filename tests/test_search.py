@@ -169,19 +169,21 @@ def test_ablations_run(tmp_path):
         assert record["sampler"] == extra[0].split("=")[1] if "sampler" in extra[0] else True
 
 
-def test_mixed_bfloat16_search(tmp_path):
-    """--mixed_precision=bfloat16 searches (bfloat16 compute, float32 weights and θ) to a
-    valid result, is recorded, and a rerun without it is refused rather than resumed."""
-    model_dir = str(tmp_path / "bf16")
-    proc = _search(model_dir, "--mixed_precision=bfloat16", "--nonvital_epochs=1")
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_search(tmp_path, precision):
+    """--mixed_precision searches (bfloat16 or loss-scaled float16 compute, float32 weights
+    and θ) to a valid result, is recorded, and a rerun without it is refused rather than
+    resumed."""
+    model_dir = str(tmp_path / precision)
+    proc = _search(model_dir, f"--mixed_precision={precision}", "--nonvital_epochs=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = _record(model_dir)
     cost = TABLES.cost([tiny_space().ops.index(op) for op in record["arch"].split(",")])
     assert (record["params"], record["flops"]) == (int(cost["params"]), int(cost["flops"]))
     with open(os.path.join(model_dir, "config.json")) as f:
-        assert json.load(f)["flags"]["mixed_precision"] == "bfloat16"
+        assert json.load(f)["flags"]["mixed_precision"] == precision
     assert_one_line_error(_search(model_dir, "--nonvital_epochs=1"),
-                          "mixed_precision='bfloat16' (now None)")
+                          f"mixed_precision='{precision}' (now None)")
 
 
 def _free_ports(n):

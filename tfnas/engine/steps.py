@@ -26,6 +26,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from tfnas.engine.loss_scale import DynamicLossScale
 from tfnas.engine.updates import apply_gradients, check_optimizer
 from tfnas.nn.sampling import SINGLE_PATH_MODES, ArchParams, ArchSample, check_mode
 from tfnas.nn.supernet import SuperNet
@@ -69,33 +70,53 @@ def _reduce(strategy, per_replica, variables):
     return [None if g is None else next(reduced) for g in per_replica]
 
 
+def _unscaled(strategy, per_replica, variables, loss_scale: DynamicLossScale | None):
+    """(reduced gradients, None) or, with a loss scale, (unscaled gradients, whether they
+    are finite), the scale updated by that."""
+    grads = _reduce(strategy, per_replica, variables)
+    if loss_scale is None:
+        return grads, None
+    grads, finite = loss_scale.unscale(grads)
+    loss_scale.update(finite)
+    return grads, finite
+
+
 def _weight_update(net: SuperNet, arch: ArchParams, optimizer, variables: list, strategy,
-                   single: bool, anneal: bool) -> Callable:
+                   single: bool, anneal: bool,
+                   loss_scale: DynamicLossScale | None = None) -> Callable:
     """`update(per-replica grads, drawn indices)`: the weight half of a step, in cross-replica
-    context. Ops that did not run are left untouched; τ is annealed if `anneal`."""
+    context. Ops that did not run are left untouched; τ is annealed if `anneal`. With a loss
+    scale, a step whose gradients overflowed updates no weight (τ still anneals)."""
     def update(grads, indices):
-        grads = _reduce(strategy, grads, variables)
+        grads, finite = _unscaled(strategy, grads, variables, loss_scale)
         apply_gradients(optimizer, grads, variables,
-                        _update_conditions(net, variables, indices, single), strategy)
+                        _update_conditions(net, variables, indices, single), strategy,
+                        enabled=finite)
         if anneal:
             arch.decay_temperature()
     return update
 
 
 def _relaxed_gradients(net: SuperNet, arch: ArchParams, mode: str, strategy, penalty,
-                       training: bool, variables: list) -> Callable:
+                       training: bool, variables: list,
+                       loss_scale: DynamicLossScale | None = None) -> Callable:
     """The replica function `(images, labels, noise) -> (loss, penalty, indices, grads)` of
-    a step through θ's relaxation: gradients of loss + penalty with respect to `variables`."""
+    a step through θ's relaxation: gradients of loss + penalty with respect to `variables`
+    (multiplied by the loss scale, if any)."""
     def replica(images, labels, noise):
         with tf.GradientTape() as tape:
             sample = arch.relax(mode, noise)
             logits = net.forward(images, sample, training=training)
             loss = cross_entropy(labels, logits)
             extra = penalty(sample) if penalty is not None else tf.constant(0.0)
-            scaled = (loss + extra) / strategy.num_replicas_in_sync
+            scaled = _scaled((loss + extra) / strategy.num_replicas_in_sync, loss_scale)
         return (loss / strategy.num_replicas_in_sync, extra, sample.indices,
                 tape.gradient(scaled, variables))
     return replica
+
+
+def _scaled(loss, loss_scale: DynamicLossScale | None):
+    return loss if loss_scale is None else loss * loss_scale.scale
 
 
 def _check_arch_mode(mode: str) -> str:
@@ -106,27 +127,28 @@ def _check_arch_mode(mode: str) -> str:
 
 
 def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumbel_max",
-                     strategy=None, anneal: bool = True,
-                     return_indices: bool = False) -> Callable:
+                     strategy=None, anneal: bool = True, return_indices: bool = False,
+                     loss_scale: DynamicLossScale | None = None) -> Callable:
     """A tf.function `step(images, labels[, indices]) -> mean loss` that trains the weights of
     the path drawn in `mode` (`indices` [L] only for mode "fixed"), never touching ops that
     did not run; τ is multiplied by `arch.tau_decay` after each step if `anneal`. With
     `return_indices` it returns (loss, the drawn op indices [L]) (for the all-op modes: the
-    heaviest op of each layer)."""
+    heaviest op of each layer). `loss_scale` (float16 compute): see `DynamicLossScale`."""
     check_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
     variables = list(net.trainable_variables)
     prepare_optimizer(optimizer, variables, strategy)
     single = mode in SINGLE_PATH_MODES
-    update = _weight_update(net, arch, optimizer, variables, strategy, single, anneal)
+    update = _weight_update(net, arch, optimizer, variables, strategy, single, anneal,
+                            loss_scale)
 
     def replica(images, labels, indices, weights):
         with tf.GradientTape() as tape:
             logits = net(images, training=True, indices=indices, weights=weights,
                          single_path=single)
-            loss = cross_entropy(labels, logits)
-            scaled = loss / strategy.num_replicas_in_sync
-        return scaled, tape.gradient(scaled, variables)
+            loss = cross_entropy(labels, logits) / strategy.num_replicas_in_sync
+            scaled = _scaled(loss, loss_scale)
+        return loss, tape.gradient(scaled, variables)
 
     @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
     def step(images, labels, indices=None):
@@ -143,29 +165,33 @@ def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gu
 
 def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumbel_max",
                    strategy=None, penalty: Penalty | None = None,
-                   training: bool = True, return_indices: bool = False) -> Callable:
+                   training: bool = True, return_indices: bool = False,
+                   loss_scale: DynamicLossScale | None = None) -> Callable:
     """A tf.function `step(images, labels) -> (mean loss, penalty)` that updates θ on a
     validation batch. The network weights are read, never updated (their gradients are not
     even computed). `penalty(sample)` (e.g. `sampling.resource_penalty`) is added to the loss.
-    With `return_indices` it also returns the op indices [L] the step drew."""
+    With `return_indices` it also returns the op indices [L] the step drew. `loss_scale`
+    (float16 compute): see `DynamicLossScale`."""
     _check_arch_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
     variables = arch.trainable_variables
     prepare_optimizer(optimizer, variables, strategy)
-    replica = _relaxed_gradients(net, arch, mode, strategy, penalty, training, variables)
+    replica = _relaxed_gradients(net, arch, mode, strategy, penalty, training, variables,
+                                 loss_scale)
     return _arch_step(arch, optimizer, mode, strategy, replica, variables, return_indices,
-                      lambda grads: grads)
+                      lambda grads: grads, loss_scale)
 
 
 def _arch_step(arch: ArchParams, optimizer, mode: str, strategy, replica: Callable,
-               variables: list, return_indices: bool, select: Callable) -> Callable:
+               variables: list, return_indices: bool, select: Callable,
+               loss_scale: DynamicLossScale | None) -> Callable:
     """The θ step around `replica`; `select` picks θ's gradients from what it returns."""
     @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
     def step(images, labels):
         noise = arch.draw_noise(mode)
         loss, extra, indices, grads = strategy.run(replica, args=(images, labels, noise))
-        grads = _reduce(strategy, select(grads), variables)
-        apply_gradients(optimizer, grads, variables, strategy=strategy)
+        grads, finite = _unscaled(strategy, select(grads), variables, loss_scale)
+        apply_gradients(optimizer, grads, variables, strategy=strategy, enabled=finite)
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
         extra = strategy.reduce(tf.distribute.ReduceOp.MEAN, extra, axis=None)
         if return_indices:  # the same on every replica (one noise draw)
@@ -177,8 +203,9 @@ def _arch_step(arch: ArchParams, optimizer, mode: str, strategy, replica: Callab
 
 def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_optimizer,
                       mode: str = "gumbel_max", strategy=None,
-                      penalty: Penalty | None = None,
-                      share: bool = True) -> tuple[Callable, Callable]:
+                      penalty: Penalty | None = None, share: bool = True,
+                      loss_scale: DynamicLossScale | None = None
+                      ) -> tuple[Callable, Callable]:
     """The weight step and the θ step of a differentiable search, sharing one traced
     forward and backward pass.
 
@@ -201,13 +228,15 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
     tested = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
     if not share or (strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tested)):
         return (make_weight_step(net, arch, weight_optimizer, mode, strategy,
-                                 return_indices=True),
-                make_arch_step(net, arch, arch_optimizer, mode, strategy, penalty))
+                                 return_indices=True, loss_scale=loss_scale),
+                make_arch_step(net, arch, arch_optimizer, mode, strategy, penalty,
+                               loss_scale=loss_scale))
     weights, thetas = list(net.trainable_variables), arch.trainable_variables
     prepare_optimizer(weight_optimizer, weights, strategy)
     prepare_optimizer(arch_optimizer, thetas, strategy)
     traced = tf.function(  # no XLA on the sampled path
-        _relaxed_gradients(net, arch, mode, strategy, penalty, True, weights + thetas),
+        _relaxed_gradients(net, arch, mode, strategy, penalty, True, weights + thetas,
+                           loss_scale),
         autograph=False, jit_compile=False, reduce_retracing=True)
 
     def replica(*args):
@@ -216,7 +245,7 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
         return traced(*args)
 
     update = _weight_update(net, arch, weight_optimizer, weights, strategy,
-                            mode in SINGLE_PATH_MODES, anneal=True)
+                            mode in SINGLE_PATH_MODES, anneal=True, loss_scale=loss_scale)
 
     @tf.function(autograph=False, jit_compile=False)
     def weight_step(images, labels):
@@ -227,7 +256,7 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
         return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), indices
 
     arch_step = _arch_step(arch, arch_optimizer, mode, strategy, replica, thetas, False,
-                           lambda grads: grads[len(weights):])
+                           lambda grads: grads[len(weights):], loss_scale)
     return weight_step, arch_step
 
 

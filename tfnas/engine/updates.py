@@ -33,13 +33,16 @@ def check_optimizer(optimizer) -> None:
 
 
 def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
-                    active: Sequence | None = None, strategy=None) -> None:
+                    active: Sequence | None = None, strategy=None,
+                    enabled: tf.Tensor | None = None) -> None:
     """Applies `grads` to `variables`; variable i is updated only where `active[i]` holds.
 
     `active[i]` is None (always updated) or (selector, value): updated only where the scalar
     int tensor `selector` equals the int `value`. Variables sharing one selector object are
     updated under one switch on it. Advances `optimizer.iterations` once. `strategy`: the one
-    the variables were created under (default: the current one).
+    the variables were created under (default: the current one). `enabled`: a scalar bool
+    tensor; when false nothing is updated, not even `iterations` (a loss-scaled step whose
+    gradients overflowed).
     """
     strategy = strategy or tf.distribute.get_strategy()
     lr = tf.convert_to_tensor(optimizer.learning_rate)
@@ -72,14 +75,22 @@ def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
 
     # Mirrored variables over several local devices cannot share one functional Case.
     functional = strategy.num_replicas_in_sync == 1 or len(strategy.extended.worker_devices) == 1
-    run(always)
-    for selector, by_value in switched.values():
-        values = sorted(by_value)
-        # Branch 0 updates nothing (the drawn op holds no variables here); branch k + 1
-        # updates the variables of values[k].
-        branch = tf.reduce_sum(tf.cast(tf.equal(tf.cast(selector, tf.int32), values), tf.int32)
-                               * tf.range(1, len(values) + 1))
-        control.run_branch(branch, [lambda: None] + [
-            lambda pairs=by_value[value]: run(pairs) for value in values],
-            functional=functional)
-    optimizer.iterations.assign_add(1)
+
+    def update_all() -> None:
+        run(always)
+        for selector, by_value in switched.values():
+            values = sorted(by_value)
+            # Branch 0 updates nothing (the drawn op holds no variables here); branch k + 1
+            # updates the variables of values[k].
+            branch = tf.reduce_sum(tf.cast(tf.equal(tf.cast(selector, tf.int32), values),
+                                           tf.int32) * tf.range(1, len(values) + 1))
+            control.run_branch(branch, [lambda: None] + [
+                lambda pairs=by_value[value]: run(pairs) for value in values],
+                functional=functional)
+        optimizer.iterations.assign_add(1)
+
+    if enabled is None:
+        update_all()
+    else:
+        control.run_branch(tf.cast(enabled, tf.int32), [lambda: None, update_all],
+                           functional=functional)

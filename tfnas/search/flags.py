@@ -116,13 +116,13 @@ def define_flags() -> None:
                   "It changes float rounding, so the searched arch may differ between on and "
                   "off.")
     d.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
-    d.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16"],
-                  "bfloat16: Keras' mixed_bfloat16 policy for the supernet (bfloat16 "
-                  "compute, float32 weights, θ, BatchNorm statistics, losses and costs): for "
-                  "TPUs and GPUs with bfloat16 (A100, H100 and later). It needs no loss "
-                  "scaling; float16 would, and the search's masked optimizer updates have "
-                  "none, so it is not offered. Changes the numbers, so a run resumes only "
-                  "with the same value.")
+    d.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"],
+                  "Keras' mixed policy for the supernet: bfloat16 or float16 compute; float32 "
+                  "weights, θ, BatchNorm statistics, losses and costs. bfloat16: TPUs and "
+                  "GPUs with bfloat16 (A100, H100 and later). float16: V100/T4-class GPUs; "
+                  "the loss is scaled dynamically (a step whose gradients overflow is skipped "
+                  "and the scale halved). Changes the numbers, so a run resumes only with the "
+                  "same value.")
     d.DEFINE_integer("seed", 0, "Random seed (data split and order, Gumbel noise, init).")
     d.DEFINE_integer("checkpoint_every", 0,
                      "Also save a checkpoint every this many steps (0: by time only). "

@@ -191,11 +191,14 @@ class HourNAS(SupernetSearch):
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
         engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
+        loss_scale = engine.loss_scale_for_policy(self.strategy)  # float16 compute only
         checkpoint = search_checkpoint(net, weight_opt=weight_opt, arch_opt=arch_opt,
-                                       step=step_var, **arch.checkpoint_items())
+                                       step=step_var, **arch.checkpoint_items(),
+                                       **(loss_scale.checkpoint_items() if loss_scale else {}))
         weight_fn, arch_fn = engine.make_search_steps(net, arch, weight_opt, arch_opt,
                                                       cfg.sampler, self.strategy, penalty,
-                                                      share=cfg.shared_trace)
+                                                      share=cfg.shared_trace,
+                                                      loss_scale=loss_scale)
         sampled = self._expected_cost(arch)
 
         def shown() -> dict[str, float]:

@@ -129,10 +129,12 @@ class OneShotSearch(SupernetSearch):
             hist_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="history_count")
         engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
         engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
+        loss_scale = engine.loss_scale_for_policy(self.strategy)  # float16 compute only
         checkpoint = search_checkpoint(net, weight_opt=weight_opt, arch_opt=arch_opt,
                                        step=step_var, history_rows=hist_rows,
                                        history_scores=hist_scores, history_count=hist_count,
-                                       **arch.checkpoint_items())
+                                       **arch.checkpoint_items(),
+                                       **(loss_scale.checkpoint_items() if loss_scale else {}))
 
         def history() -> tuple[np.ndarray, np.ndarray]:
             n = int(hist_count.numpy())
@@ -154,8 +156,10 @@ class OneShotSearch(SupernetSearch):
             return self._indices(tnas.draw(self.decisions, rows, scores, rng))
 
         if cfg.algorithm == "setn":
-            weight_fn = engine.make_weight_step(net, arch, weight_opt, "uniform", self.strategy)
-            arch_fn = engine.make_arch_step(net, arch, arch_opt, "softmax", self.strategy)
+            weight_fn = engine.make_weight_step(net, arch, weight_opt, "uniform", self.strategy,
+                                                loss_scale=loss_scale)
+            arch_fn = engine.make_arch_step(net, arch, arch_opt, "softmax", self.strategy,
+                                            loss_scale=loss_scale)
 
             def weight_step(images, labels, _step):
                 return float(weight_fn(images, labels)), 0.0, {}
@@ -164,10 +168,11 @@ class OneShotSearch(SupernetSearch):
                 loss, _ = arch_fn(images, labels)
                 return float(loss), 0.0, {"max_p": float(np.max(arch.probabilities()))}
         else:
-            weight_fn = engine.make_weight_step(net, arch, weight_opt, "fixed", self.strategy)
+            weight_fn = engine.make_weight_step(net, arch, weight_opt, "fixed", self.strategy,
+                                                loss_scale=loss_scale)
             eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
             arch_fn = engine.make_arch_step(net, arch, arch_opt, "gumbel_max", self.strategy,
-                                            return_indices=True)
+                                            return_indices=True, loss_scale=loss_scale)
 
             def weight_step(images, labels, step):
                 path = tf.constant(gamma_path(step), tf.int32)
