@@ -13,9 +13,10 @@ from tfnas.errors import TfnasError
 
 
 def load_images(dataset: str, split: str, input_shape: tuple[int, int, int], count: int,
-                data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Up to `count` float32 images shaped `input_shape` (and int labels, None for .npy),
-    drawn at random (seeded) from the split."""
+                data_dir: str | None = None,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Up to `count` float32 images shaped `input_shape` (and int labels, None for .npy):
+    a random draw (a function of `seed`) from a dataset's split, the first ones of a .npy."""
     if dataset.endswith(".npy"):
         return _npy_images(dataset, input_shape, count), None
     height, width, channels = input_shape
@@ -24,7 +25,7 @@ def load_images(dataset: str, split: str, input_shape: tuple[int, int, int], cou
                          f"{height}x{width}")
     from tfnas.data import reading
 
-    ds = _sample(dataset, split, height, count, data_dir)
+    ds = _sample(dataset, split, height, count, data_dir, seed)
     images, labels = [], []
     with reading(dataset):  # tf.data reads and decodes the files only now
         for image, label in ds.as_numpy_iterator():
@@ -52,13 +53,14 @@ def _check_shape(x: np.ndarray, input_shape: tuple[int, int, int], what: str) ->
                          f"{list(input_shape)} (calibration data must match the model input)")
 
 
-def _sample(name: str, split: str, image_size: int, count: int, data_dir: str | None):
+def _sample(name: str, split: str, image_size: int, count: int, data_dir: str | None,
+            seed: int):
     # The project's pipeline, the one place that reads datasets. A random sample, not the
     # first images: a folder dataset lists its classes one after the other.
     from tfnas.data import sample
 
     try:
-        return sample(name, split, image_size, count, data_dir)
+        return sample(name, split, image_size, count, data_dir, seed)
     except TfnasError:
         raise
     except (ValueError, KeyError) as e:

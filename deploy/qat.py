@@ -35,6 +35,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 100, "Fine-tuning steps with the fake-quant ops in place.")
     flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size.")
     flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning learning rate (Adam).")
+    flags.DEFINE_string("check_images", None, "A .npy of images to run the fine-tuned model "
+                        "on (deploy.export's check); needs --check_logits.")
+    flags.DEFINE_string("check_logits", None, "Where to save those logits (.npy).")
 
 
 _DROPPED = ("dtype", "trainable")  # Keras 3 objects in the config; tf_keras defaults fit
@@ -105,7 +108,10 @@ def annotate(model):
 
 
 def quantize_and_finetune(model_path: str, dataset: str, data_dir: str | None, steps: int,
-                          batch_size: int, learning_rate: float) -> bytes:
+                          batch_size: int, learning_rate: float,
+                          check_images: np.ndarray | None = None
+                          ) -> tuple[bytes, np.ndarray | None]:
+    """The int8 .tflite, and the fine-tuned model's logits on `check_images` (if given)."""
     import keras
 
     float_model = keras.saving.load_model(model_path, compile=False)
@@ -115,7 +121,8 @@ def quantize_and_finetune(model_path: str, dataset: str, data_dir: str | None, s
     from deploy.data import load_images  # TensorFlow data, still Keras 3 here
 
     x, y = load_images(dataset, "train", input_shape, steps * batch_size, data_dir)
-    calibration, _ = load_images(dataset, "test", input_shape, 200, data_dir)
+    # Another draw than the fine-tune's, and never the test split deploy.export checks on.
+    calibration, _ = load_images(dataset, "train", input_shape, 200, data_dir, seed=1)
 
     import tensorflow as tf
     import tensorflow_model_optimization  # noqa: F401  (switches tf.keras to tf_keras)
@@ -130,6 +137,7 @@ def quantize_and_finetune(model_path: str, dataset: str, data_dir: str | None, s
                 loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     qat.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
     clock.say(f"fine-tuned {len(x) // batch_size} steps")
+    logits = None if check_images is None else qat.predict(check_images, verbose=0)
     spec = tf.TensorSpec((1, *input_shape), tf.float32)
     concrete = tf.function(lambda t: qat(t, training=False), autograph=False) \
         .get_concrete_function(spec)
@@ -139,7 +147,7 @@ def quantize_and_finetune(model_path: str, dataset: str, data_dir: str | None, s
     configure(converter, "qat", calibration)
     content = quiet_convert(converter)
     clock.say("converted")
-    return content
+    return content, logits
 
 
 class _Clock:
@@ -159,11 +167,23 @@ def main(argv: list[str]) -> int:
     from tfnas.io import atomic_path
 
     import_tensorflow()
-    content = quantize_and_finetune(FLAGS.model, FLAGS.dataset, FLAGS.data_dir, FLAGS.steps,
-                                    FLAGS.batch_size, FLAGS.learning_rate)
+    if bool(FLAGS.check_images) != bool(FLAGS.check_logits):
+        raise TfnasError("--check_images and --check_logits go together")
+    check = None
+    if FLAGS.check_images:
+        try:
+            check = np.load(FLAGS.check_images, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise TfnasError(f"cannot read --check_images {FLAGS.check_images}: {e}") from None
+    content, logits = quantize_and_finetune(FLAGS.model, FLAGS.dataset, FLAGS.data_dir,
+                                            FLAGS.steps, FLAGS.batch_size, FLAGS.learning_rate,
+                                            check)
     with atomic_path(FLAGS.out) as tmp:
         with open(tmp, "wb") as f:
             f.write(content)
+    if logits is not None:
+        with atomic_path(FLAGS.check_logits) as tmp:
+            np.save(tmp, logits)
     print(f"wrote {FLAGS.out} ({len(content)} bytes)")
     return 0
 

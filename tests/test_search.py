@@ -401,6 +401,9 @@ def test_each_worker_prepares_only_its_slice_of_every_batch(tmp_path):
     slices = [_batches(data.pipeline("weights", 7, 1, 5, worker(i))) for i in (0, 1)]
     assert len(whole) == 4
     assert whole == [(x0 + x1, y0 + y1) for (x0, y0), (x1, y1) in zip(*slices)]
+    # One pipeline feeding 2 local replicas: consecutive halves of each global batch.
+    local = _batches(data.pipeline("weights", 7, 1, 5, tf.distribute.InputContext(1, 0, 2)))
+    assert whole == [(x0 + x1, y0 + y1) for (x0, y0), (x1, y1) in zip(local[::2], local[1::2])]
 
 
 def test_batch_that_does_not_split_over_the_replicas_is_refused():

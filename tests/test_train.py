@@ -65,7 +65,14 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import supernet_fixtures
 from tfnas.errors import TfnasError
 from tfnas.space.genotype import parse_genotype
+from tfnas.train import recipe as recipe_module
 from tfnas.train.recipe import Recipe, train_standalone
+compiled = []
+compile_model = recipe_module._compile
+def record_compile(model, *args):  # what fit trains: its policy and optimizer
+    compile_model(model, *args)
+    compiled.append([model.dtype_policy.name, type(model.optimizer).__name__])
+recipe_module._compile = record_compile
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 genotype = parse_genotype("tiny_test", "k3e3,k3e3,k3e3")
 try:
@@ -76,7 +83,8 @@ recipe = Recipe(epochs=2, batch_size=32, image_size=16, max_images=2000,
                 mixed_precision="float16")
 _, accuracy = train_standalone(genotype, "mnist", recipe, out=sys.argv[1], strategy=strategy,
                                verbose=0)
-print(json.dumps({"accuracy": accuracy, "policy": keras.mixed_precision.global_policy().name}))
+print(json.dumps({"accuracy": accuracy, "policy": keras.mixed_precision.global_policy().name,
+                  "compiled": compiled}))
 """
 
 
@@ -92,6 +100,7 @@ def test_mirrored_mixed_float16_retraining_saves_a_float32_model(tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert "--batch_size=33 does not split evenly over the 2 replicas" in lines[0]
     result = json.loads(lines[-1])
+    assert result["compiled"] == [["mixed_float16", "LossScaleOptimizer"]]
     assert result["policy"] == "float32"  # the global policy is restored
     assert result["accuracy"] > 0.5  # measured 0.80; chance is 0.1
     model = keras.models.load_model(out)

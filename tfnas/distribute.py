@@ -84,3 +84,18 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if "chief" in cluster:
         return task_type == "chief"
     return task_type == "worker" and task_id == 0
+
+
+def check_global_batch(batch_size: int, strategy: tf.distribute.Strategy) -> None:
+    """One line when the global batch does not split evenly over the strategy's replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if batch_size % replicas:
+        raise TfnasError(f"--batch_size={batch_size} does not split evenly over the "
+                         f"{replicas} replicas; use a multiple of {replicas}")
+
+
+def check_precision(mixed: str, strategy: tf.distribute.Strategy) -> None:
+    """One line for float16 on a TPU, which computes in bfloat16 (use that)."""
+    import tensorflow as tf
+    if mixed == "float16" and isinstance(strategy, tf.distribute.TPUStrategy):
+        raise TfnasError("--mixed_precision=float16 does not run on TPUs; use bfloat16")

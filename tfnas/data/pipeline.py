@@ -152,17 +152,19 @@ def load_split(name: str, split: str, image_size: int, data_dir: str | None = No
 
 
 def sample(name: str, split: str, image_size: int, count: int, data_dir: str | None = None,
-           seed: int = 0, window: int = 10_000) -> tf.data.Dataset:
+           seed: int = 0) -> tf.data.Dataset:
     """A seeded random sample of `count` prepared images of `split`, in random order: for
     calibration and checks, which must not see only the first classes of a dataset stored
     class by class (folders). In-memory sources (arrays, folders) draw from the whole split;
-    streams (TFDS, TFRecords), usually stored shuffled, from their first `window` records."""
+    streams (TFDS, TFRecords), usually stored shuffled, from a shuffle window of their first
+    records (20 per image drawn, 1,000 to 10,000: a window is read before the first image)."""
     source = _read(name, split, data_dir)
     if source.arrays is not None:
         keep = np.random.default_rng(seed).permutation(len(source.arrays[1]))[:count]
         return _array_part(source, keep, image_size).images()
-    return source.stream.shuffle(window, seed=seed).take(count).map(
-        _prepare(image_size, source.decode), num_parallel_calls=tf.data.AUTOTUNE)
+    window = min(10_000, max(1_000, 20 * count))
+    return Part(source.stream.shuffle(window, seed=seed).take(count),
+                _prepare(image_size, source.decode), None).images()
 
 
 def search_parts(name: str, image_size: int, data_dir: str | None = None,
@@ -295,8 +297,8 @@ def ordered(part: Part, cached: tf.data.Dataset | None = None, seed: int | None 
     decoding an image that is not used or holding decoded images in the shuffle buffer.
     `reshuffle`: each iteration (epoch) draws a new order, as `Dataset.shuffle` does.
     `shard` = (batch, count, index): of each run of `batch` images keep only the `index`-th of
-    `count` equal slices (one input pipeline's share of each global batch), chosen before
-    any image is prepared.
+    `count` equal slices (one input pipeline's share of each global batch); uncached, the
+    slice is chosen before any image is prepared.
     """
     ds = cached if cached is not None else part.records
     if seed is not None:

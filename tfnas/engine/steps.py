@@ -3,7 +3,9 @@
 Every step draws its architecture inside the tf.function (no retrace when the path changes),
 once per step in cross-replica context, so that all replicas of a `MirroredStrategy` run the
 same path. Inputs are (images, labels) batches — plain tensors, or per-replica values from
-`strategy.experimental_distribute_dataset`. Losses are means over the global batch.
+a distributed dataset (`strategy.distribute_datasets_from_function`, as the search's data
+gives them). Losses are means over the global batch. Under float16 compute, pass a
+`DynamicLossScale` (`loss_scale_for_policy()`).
 
     strategy = tf.distribute.get_strategy()          # or MirroredStrategy()
     with strategy.scope():

@@ -123,7 +123,8 @@ def main(argv: list[str]) -> int:
     from tfnas.data import reading
     from tfnas.search.data import SearchData
     from tfnas.search.report import summary_table
-    from tfnas.distribute import configure_grappler, is_chief, make_strategy, num_workers
+    from tfnas.distribute import (check_precision, configure_grappler, is_chief, make_strategy,
+                                  num_workers)
 
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -132,6 +133,7 @@ def main(argv: list[str]) -> int:
         import keras
         keras.mixed_precision.set_global_policy(f"mixed_{FLAGS.mixed_precision}")
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
+    check_precision(FLAGS.mixed_precision, strategy)
     chief = is_chief(strategy)
     if hournas:
         from tfnas.search.hournas import HourNAS as Search, SearchConfig as Config

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfnas.data import (check_labels, ordered, reading, require_classes, search_parts,
                         use_cache)
+from tfnas.distribute import check_global_batch
 from tfnas.errors import TfnasError
 
 SHUFFLE_BUFFER = 8192
@@ -23,10 +24,7 @@ class SearchData:
 
     def __init__(self, cfg, strategy: tf.distribute.Strategy):
         self.cfg, self.strategy = cfg, strategy
-        replicas = strategy.num_replicas_in_sync
-        if cfg.batch_size % replicas:
-            raise TfnasError(f"--batch_size={cfg.batch_size} does not split evenly over the "
-                             f"{replicas} replicas of the search; use a multiple of {replicas}")
+        check_global_batch(cfg.batch_size, strategy)
         weights, arch = search_parts(
             cfg.dataset, cfg.image_size, cfg.data_dir, cfg.weight_fraction, cfg.seed,
             limit=cfg.max_images or None)

@@ -37,7 +37,8 @@ flags.DEFINE_string("out", None, "Path of the saved .keras model (default: besid
 flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
 flags.DEFINE_integer("max_images", _D.max_images, "Train on a random subset of this many "
                      "training images (0: all); a quick proxy. The test split stays whole.")
-flags.DEFINE_integer("batch_size", _D.batch_size, "Batch size.")
+flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size, split over the "
+                     "replicas (a multiple of their number).")
 flags.DEFINE_integer("image_size", _D.image_size, "Training resolution (images are resized).")
 flags.DEFINE_float("width_multiplier", _D.width_multiplier, "Channel width multiplier.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Peak learning rate after warmup "

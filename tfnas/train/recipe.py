@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tfnas.data import (CACHE_MODES, batched, check_labels, load_part, reading,
                         require_classes, scan_labels, search_parts, use_cache)
+from tfnas.distribute import check_global_batch, check_precision
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, check_output_path
 from tfnas.nn.builder import build_model
@@ -115,16 +116,20 @@ def _set_bn_momentum(model: keras.Model, total_steps: int) -> None:
 
 
 @contextlib.contextmanager
-def _precision(mixed: str) -> Iterator[None]:
-    """Keras' global dtype policy `mixed_<mixed>` (float32 weights, bfloat16 or float16
-    compute; `compile` then scales a float16 loss) while the model is built, then back."""
+def _policy(name: str) -> Iterator[None]:
+    """Keras' global dtype policy `name` while models are built, then the one before."""
     before = keras.mixed_precision.global_policy()
-    if mixed != "none":
-        keras.mixed_precision.set_global_policy(f"mixed_{mixed}")
+    keras.mixed_precision.set_global_policy(name)
     try:
         yield
     finally:
         keras.mixed_precision.set_global_policy(before)
+
+
+def _compute_policy(mixed: str) -> str:
+    """float32, or Keras' mixed policy (float32 weights, bfloat16 or float16 compute;
+    `compile` then scales a float16 loss)."""
+    return "float32" if mixed == "none" else f"mixed_{mixed}"
 
 
 def _one_hot(num_classes: int):
@@ -154,16 +159,16 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     `strategy` (default: the current one; not multi-worker, which Keras 3's `fit` does not
     run) trains over its replicas, `recipe.batch_size` being the global batch. The returned
     and saved model is a float32 one on the default device, whatever the strategy and mixed
-    precision: what `deploy.export` converts.
+    precision: what `deploy.export` converts (a copy, uncompiled, when another strategy or
+    mixed precision trained).
     """
     recipe.check()
-    strategy = strategy or tf.distribute.get_strategy()
+    default = tf.distribute.get_strategy()
+    strategy = strategy or default
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         raise TfnasError(MULTI_WORKER_FIT)
-    replicas = strategy.num_replicas_in_sync
-    if recipe.batch_size % replicas:
-        raise TfnasError(f"--batch_size={recipe.batch_size} does not split evenly over the "
-                         f"{replicas} replicas; use a multiple of {replicas}")
+    check_precision(recipe.mixed_precision, strategy)
+    check_global_batch(recipe.batch_size, strategy)
     if out:
         check_model_out(out)
     keras.utils.set_random_seed(recipe.seed)
@@ -200,7 +205,7 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
                            width_multiplier=recipe.width_multiplier,
                            dropout_rate=recipe.dropout)
 
-    with _precision(recipe.mixed_precision), strategy.scope():
+    with _policy(_compute_policy(recipe.mixed_precision)), strategy.scope():
         model = build()
         _set_bn_momentum(model, recipe.epochs * steps)
         _compile(model, recipe, steps)
@@ -213,8 +218,11 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         model.fit(train_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose,
                   shuffle=False)
-        if recipe.mixed_precision != "none" or replicas > 1:
-            trained, model = model, build()  # float32, on this process's default device
+        if recipe.mixed_precision != "none" or strategy is not default:
+            trained = model
+            with _policy("float32"):  # on this process's default device
+                model = build()
+            _set_bn_momentum(model, recipe.epochs * steps)  # the config QAT fine-tunes with
             model.set_weights(trained.get_weights())  # EMA weights, if any: fit ends with them
         accuracy = _accuracy(model, test_ds)
     if out:
