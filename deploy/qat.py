@@ -128,6 +128,7 @@ def quantize_and_finetune(model_path: str, dataset: str, data_dir: str | None, s
     import tensorflow_model_optimization  # noqa: F401  (switches tf.keras to tf_keras)
     import tf_keras
 
+    tf_keras.utils.set_random_seed(0)  # a repeatable fine-tune
     clock = _Clock()
     twin = tf_keras_twin(graph, weights)
     clock.say("rebuilt in tf_keras")
