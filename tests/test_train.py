@@ -12,6 +12,7 @@ import pytest
 import supernet_fixtures  # noqa: F401 - registers tiny_test
 import tensorflow as tf
 from conftest import ROOT, assert_one_line_error, run_cli
+from records import write_records
 
 from tfnas.data import load_split
 from tfnas.errors import TfnasError
@@ -154,13 +155,8 @@ def test_undecodable_images_are_one_line(tmp_path):
 
 
 def _write_tfrecord(path: str, count: int, classes: int) -> None:
-    with tf.io.TFRecordWriter(path) as writer:
-        for i in range(count):
-            png = tf.io.encode_png(np.full((8, 8, 3), 30 * i % 256, np.uint8)).numpy()
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-                "image/class/label": tf.train.Feature(
-                    int64_list=tf.train.Int64List(value=[i % classes]))})).SerializeToString())
+    write_records(path, ((tf.io.encode_png(np.full((8, 8, 3), 30 * i % 256, np.uint8)).numpy(),
+                          i % classes) for i in range(count)))
 
 
 def test_tfrecord_takes_num_classes_and_trains_quietly(tmp_path):
