@@ -90,5 +90,5 @@ class SearchData:
     def validation_batches(self, count: int) -> list:
         """The first `count` batches of the architecture split, in a fixed order: the data
         that scores candidates with the shared weights."""
-        return list(self._distributed("arch", None, 0, max(1, min(count,
-                                                                  self.full_arch_batches))))
+        count = max(1, min(count, self.full_arch_batches))
+        return list(self._distributed("arch", None, 0, count))
