@@ -13,7 +13,7 @@ from absl import flags
 
 from tfnas import cli
 
-cli.import_tensorflow()  # before anything else imports it: no start-up chatter on stderr
+tf = cli.import_tensorflow()  # before anything else imports it: no start-up chatter on stderr
 
 from tfnas.distribute import STRATEGIES, make_strategy  # noqa: E402
 from tfnas.errors import TfnasError  # noqa: E402
@@ -62,6 +62,9 @@ flags.DEFINE_enum("strategy", "auto", list(STRATEGIES),
                   "multi_worker is refused: Keras 3's Model.fit fails under it. --batch_size "
                   "is the global batch.")
 flags.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
+flags.DEFINE_bool("deterministic", True, "Deterministic TF ops and input pipeline: the same "
+                  "flags and --seed give the same model and accuracy. Without it two such runs "
+                  "train different weights.")
 flags.DEFINE_enum("cache", _D.cache, ["auto", "memory", "none"],
                   "Keep the resized images in memory between epochs. auto: when they take at "
                   "most a quarter of this machine's (or container's) memory (float32 at "
@@ -86,13 +89,15 @@ def main(argv: list[str]) -> int:
     if FLAGS.strategy == "multi_worker":
         raise TfnasError(MULTI_WORKER_FIT)
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
     _, accuracy = train_standalone(genotype, FLAGS.dataset, recipe, FLAGS.data_dir, out=out,
                                    backup_dir=out + ".backup", num_classes=FLAGS.num_classes,
                                    strategy=strategy)
     write_json(metrics,
                {"arch": str(genotype), "space": genotype.space, "dataset": FLAGS.dataset,
                 "test_accuracy": accuracy, "recipe": vars(recipe),
-                "replicas": strategy.num_replicas_in_sync})
+                "replicas": strategy.num_replicas_in_sync, "deterministic": FLAGS.deterministic})
     print(json.dumps({"model": out, "test_accuracy": round(accuracy, 4)}))
     return 0
 
