@@ -9,6 +9,8 @@
    search already run.
 2. Draws `--random` architectures uniformly among those within ±5% of every target of the
    flagfile (rejection sampling over the space's cost tables, seeded).
+   `--seed` seeds the search, the random draws and every retraining, so another seed is an
+   independent repeat of the whole comparison.
 3. Retrains the searched net and each random one with `python -m tfnas.train`, same recipe,
    epochs, training subset (--train_images random images of the 60,000; 0: all), resolution
    and width, and prints each test accuracy, the best and mean of the
@@ -76,7 +78,9 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         searched = own["searched"] or os.path.join(tmp, "search", "arch.json")
         if not own["searched"]:
+            print(f"searching ({' '.join(search_args)}, seed {own['seed']}) ...", flush=True)
             run("tfnas.search", *search_args, f"--dataset={own['dataset']}",
+                f"--seed={own['seed']}",
                 f"--image_size={own['image_size']}",
                 f"--width_multiplier={own['width_multiplier']}",
                 f"--model_dir={os.path.dirname(searched)}")
@@ -93,6 +97,7 @@ def main(argv: list[str]) -> None:
         accuracy = {}
         for name, arch in nets.items():
             out = os.path.join(tmp, f"{name}.keras")
+            print(f"  retraining {name} ...", end="\r", flush=True)
             proc = run("tfnas.train", f"--arch={arch}", f"--space={space.name}",
                        f"--out={out}", *train_args)
             accuracy[name] = json.loads(proc.stdout.strip().splitlines()[-1])["test_accuracy"]
