@@ -45,8 +45,9 @@ def accuracy_array() -> np.ndarray:
     try:
         from analognasbench import AnalogNASBench
     except ImportError as e:
-        raise TfnasError(f"the NAS-Bench-201 table needs the package analog-nasbench "
-                         f"(pip install analog-nasbench): {e}") from None
+        raise TfnasError("the NAS-Bench-201 table needs the package analog-nasbench (pip "
+                         "install analog-nasbench pandas 'setuptools<81', or the [nb201] extra "
+                         f"of tfnas): {e}") from None
     data = AnalogNASBench().data
     acc = np.empty(NUM_CELLS)
     for index in range(NUM_CELLS):
