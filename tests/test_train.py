@@ -17,7 +17,7 @@ from records import write_records
 from tfnas.data import load_split
 from tfnas.errors import TfnasError
 from tfnas.space.genotype import parse_genotype
-from tfnas.train.recipe import Recipe, check_model_out, train_standalone
+from tfnas.train.recipe import Recipe, _compile, check_model_out, train_standalone
 
 TINY = parse_genotype("tiny_test", "k3e3,k3e3,k3e3")
 QUICK = Recipe(epochs=1, batch_size=4, image_size=16, random_erasing=0, ema=False)
@@ -134,6 +134,7 @@ def test_recipe_out_of_range_is_one_line():
                                    ("width_multiplier", 0, "--width_multiplier must be in (0, 4]"),
                                    ("width_multiplier", -1, "(0, 4]"),
                                    ("learning_rate", -1, "--learning_rate must be > 0"),
+                                   ("clip_norm", -1, "--clip_norm must be >= 0"),
                                    ("epochs", 0, "--epochs")]:
         with pytest.raises(TfnasError) as e:
             Recipe(**{field: value}).check()
@@ -193,3 +194,22 @@ def test_tfrecord_takes_num_classes_and_trains_quietly(tmp_path):
     # A given --num_classes below the labels would train on all-zero targets.
     with pytest.raises(TfnasError, match="label 2 found but --num_classes=2"):
         train_standalone(TINY, dataset, QUICK, verbose=0, num_classes=2)
+
+
+@pytest.mark.parametrize("clip_norm", [1.0, 0.0])
+def test_clip_norm_bounds_the_step(clip_norm):
+    """A gradient spike moves the weights by at most (1 + momentum) · lr · clip_norm (Nesterov's
+    first step); without clipping the same spike moves them hundreds of times further."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, use_bias=False)])
+    recipe = Recipe(epochs=1, clip_norm=clip_norm, ema=False, weight_decay=0.0)
+    _compile(model, recipe, steps_per_epoch=10)
+    before = model.get_weights()[0]
+    images = np.full((8, 4), 1e3, np.float32)  # a huge input gives a huge gradient
+    model.train_on_batch(images, np.eye(3, dtype=np.float32)[np.arange(8) % 3])
+    moved = float(np.linalg.norm(model.get_weights()[0] - before))
+    first_lr = recipe.learning_rate * 0.01  # the warmup's start
+    bound = 1.9 * first_lr * 1.0
+    assert (moved <= bound * 1.001) == (clip_norm > 0), moved
+    if not clip_norm:
+        assert moved > 100 * bound

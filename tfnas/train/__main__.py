@@ -45,6 +45,9 @@ flags.DEFINE_float("learning_rate", _D.learning_rate, "Peak learning rate after 
                    "(SGD, Nesterov momentum 0.9, cosine decay).")
 flags.DEFINE_float("warmup_epochs", _D.warmup_epochs, "Linear warmup length in epochs.")
 flags.DEFINE_float("weight_decay", _D.weight_decay, "Decoupled weight decay.")
+flags.DEFINE_float("clip_norm", _D.clip_norm, "Clip the gradients to this global norm "
+                   "(0: no clipping). Typical norms at the peak rate are 1-5; a rare spike "
+                   "past them could undo a short run (README, Retraining).")
 flags.DEFINE_float("label_smoothing", _D.label_smoothing, "Label smoothing of the loss.")
 flags.DEFINE_float("dropout", _D.dropout, "Dropout before the classifier.")
 flags.DEFINE_bool("ema", _D.ema, "Keep an exponential moving average of the weights and "

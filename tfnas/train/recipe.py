@@ -38,6 +38,7 @@ class Recipe:
     learning_rate: float = 0.025  # 0.1 per 256 images; 0.05 at batch 64 diverged (README)
     warmup_epochs: float = 1.0
     weight_decay: float = 4e-5
+    clip_norm: float = 5.0  # global gradient-norm clip; 0 disables (README: a spike collapsed runs)
     label_smoothing: float = 0.1
     dropout: float = 0.1
     ema: bool = True
@@ -55,8 +56,8 @@ class Recipe:
              ">= 16 and --max_images >= 0"),
             (0 < self.width_multiplier <= 4, "--width_multiplier must be in (0, 4]"),
             (self.learning_rate > 0, "--learning_rate must be > 0"),
-            (self.warmup_epochs >= 0 and self.weight_decay >= 0,
-             "--warmup_epochs and --weight_decay must be >= 0"),
+            (self.warmup_epochs >= 0 and self.weight_decay >= 0 and self.clip_norm >= 0,
+             "--warmup_epochs, --weight_decay and --clip_norm must be >= 0"),
             (0 <= self.dropout < 1 and 0 <= self.label_smoothing < 1,
              "--dropout and --label_smoothing must be in [0, 1)"),
             (0 <= self.random_erasing <= 1, "--random_erasing must be in [0, 1]"),
@@ -97,6 +98,7 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
     ema_momentum = min(recipe.ema_momentum, max(0.0, 1 - 10 / total))
     optimizer = keras.optimizers.SGD(
         schedule, momentum=0.9, nesterov=True, weight_decay=recipe.weight_decay,
+        global_clipnorm=recipe.clip_norm or None,
         use_ema=recipe.ema and ema_momentum > 0, ema_momentum=ema_momentum)
     model.compile(
         optimizer=optimizer,
