@@ -202,6 +202,21 @@ def test_batched_streams_in_the_order_it_caches():
     assert epochs[True] == epochs[False] and epochs[True][0] != epochs[True][1]
 
 
+def test_seeded_order_ignores_the_global_seed():
+    """A resumed search must read its batches in the uninterrupted run's order, whatever
+    global seed (`keras.utils.set_random_seed`) other code set in between."""
+    import keras
+
+    from tfnas.data import ordered
+    part = load_part("mnist", "test", 8)
+    orders = []
+    for global_seed in (1, 2):
+        keras.utils.set_random_seed(global_seed)
+        orders.append(_arrays(ordered(part, seed=5, buffer=500), 300)[1].tobytes())
+    assert orders[0] == orders[1]
+    assert orders[0] != _arrays(ordered(part, seed=6, buffer=500), 300)[1].tobytes()
+
+
 def test_cache_is_automatic_only_when_the_images_fit():
     assert use_cache("auto", 5_000, 32)  # the default data: 61 MB
     assert not use_cache("auto", 1_281_167, 64)  # ImageNet at 64 px: 63 GB

@@ -299,9 +299,15 @@ def ordered(part: Part, cached: tf.data.Dataset | None = None, seed: int | None 
     `shard` = (batch, count, index): of each run of `batch` images keep only the `index`-th of
     `count` equal slices (one input pipeline's share of each global batch); uncached, the
     slice is chosen before any image is prepared.
+
+    A seeded order depends on `seed` alone: `Dataset.shuffle` pairs its seed with
+    TensorFlow's global seed of the moment (which `keras.utils.set_random_seed` moves), so
+    that is set to `seed` first. Without it a search resumed from a checkpoint read its
+    batches in another order than the uninterrupted run.
     """
     ds = cached if cached is not None else part.records
     if seed is not None:
+        tf.random.set_seed(seed)
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=reshuffle)
     if skip:
         ds = ds.skip(skip)
