@@ -118,10 +118,13 @@ def test_fifty_steps_one_trace_a_different_path_each_step_and_a_cost_penalty():
     assert evaluate.experimental_get_tracing_count() == 1
 
 
-@pytest.mark.parametrize("mode", ["gumbel_max", "gumbel_softmax"])
-def test_search_steps_share_one_pass_and_match_the_separate_steps(mode):
+@pytest.mark.parametrize("mode,estimator", [("gumbel_max", "straight_through"),
+                                            ("gumbel_max", "reinforce"),
+                                            ("gumbel_softmax", "straight_through")])
+def test_search_steps_share_one_pass_and_match_the_separate_steps(mode, estimator):
     """The search's pair traces the forward and backward once and trains exactly as
     `make_weight_step` + `make_arch_step` do (same draws, losses, weights and θ)."""
+    from tfnas.nn.sampling import LossAverage
     tables = cost_tables(get_space(TINY), resolution=32, num_classes=10)
     targets = {"flops": tables.range("flops")[0]}
 
@@ -131,12 +134,13 @@ def test_search_steps_share_one_pass_and_match_the_separate_steps(mode):
         arch = ArchParams(net.allowed_mask(), seed=5)
         w_opt, a_opt = keras.optimizers.SGD(0.05, momentum=0.9), keras.optimizers.Adam(0.05)
         penalty = resource_penalty(tables, targets, alpha=5.0)
+        how = {"estimator": estimator, "baseline": LossAverage()}
         if shared:
             weight_step, arch_step = make_search_steps(net, arch, w_opt, a_opt, mode,
-                                                       penalty=penalty)
+                                                       penalty=penalty, **how)
         else:
             weight_step = make_weight_step(net, arch, w_opt, mode, return_indices=True)
-            arch_step = make_arch_step(net, arch, a_opt, mode, penalty=penalty)
+            arch_step = make_arch_step(net, arch, a_opt, mode, penalty=penalty, **how)
         trace = []
         for i in range(4):
             loss, indices = weight_step(*batch(i))
@@ -171,7 +175,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 sys.path.insert(0, "tests")
 from supernet_fixtures import TINY, randomize
 from tfnas.engine import make_arch_step, make_search_steps, make_weight_step
-from tfnas.nn.sampling import ArchParams
+from tfnas.nn.sampling import ArchParams, LossAverage
 from tfnas.nn.supernet import SuperNet
 
 rng = np.random.default_rng(0)
@@ -179,7 +183,9 @@ x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
 y = rng.integers(0, 10, 4).astype("int32")
 init = None
 out = {}
-for name in ("single", "mirrored", "mirrored_shared"):
+runs = [(name, estimator) for estimator in ("straight_through", "reinforce")
+        for name in ("single", "mirrored", "mirrored_shared")]
+for name, estimator in runs:
     mirrored = name.startswith("mirrored")
     strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mirrored
                 else tf.distribute.get_strategy())
@@ -188,17 +194,18 @@ for name in ("single", "mirrored", "mirrored_shared"):
         arch = ArchParams(net.allowed_mask(), seed=3)
         w_opt = keras.optimizers.SGD(0.05, momentum=0.9, weight_decay=0.01)
         a_opt = keras.optimizers.Adam(0.05)
+        how = {"estimator": estimator, "baseline": LossAverage()}
     if init is None:
         randomize(net, seed=1)
         init = net.get_weights()
     net.set_weights(init)
     if name == "mirrored_shared":  # one traced pass per replica for both steps
         weight_step, arch_step = make_search_steps(net, arch, w_opt, a_opt, "gumbel_max",
-                                                   strategy)
+                                                   strategy, **how)
     else:
         weight_step = make_weight_step(net, arch, w_opt, "gumbel_max", strategy,
                                        return_indices=True)
-        arch_step = make_arch_step(net, arch, a_opt, "gumbel_max", strategy)
+        arch_step = make_arch_step(net, arch, a_opt, "gumbel_max", strategy, **how)
     if mirrored:  # each replica gets the same 4 images: the single run's batch
         data = tf.data.Dataset.from_tensor_slices((np.concatenate([x, x]), np.concatenate([y, y])))
         data = iter(strategy.experimental_distribute_dataset(data.batch(8).repeat()))
@@ -210,7 +217,7 @@ for name in ("single", "mirrored", "mirrored_shared"):
         arch_loss, _ = arch_step(*next(data))
         losses.append(float(loss)); arch_losses.append(float(arch_loss))
         paths.append(indices.numpy().tolist())
-    out[name] = {"losses": losses, "arch_losses": arch_losses, "paths": paths,
+    out[f"{name}/{estimator}"] = {"losses": losses, "arch_losses": arch_losses, "paths": paths,
                  "theta": arch.theta.numpy().tolist(), "replicas": strategy.num_replicas_in_sync,
                  "kernel": net.stem[0].kernel.numpy().ravel()[:20].tolist(),
                  # BatchNorm statistics on every device (a replica writing another's copy,
@@ -223,15 +230,25 @@ print(json.dumps(out))
 
 
 def test_mirrored_strategy_on_two_devices_matches_one_device():
-    """Separate steps, and the search's steps sharing one traced pass per replica."""
+    """Separate steps, and the search's steps sharing one traced pass per replica, with
+    either θ estimator (reinforce: the replicas' losses make one advantage)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
     proc = subprocess.run([sys.executable, "-c", _PARITY], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    single = out["single"]
+    for estimator in ("straight_through", "reinforce"):
+        _check_parity(out, estimator)
+    # The estimators differ: θ took another course.
+    assert not np.allclose(out["single/reinforce"]["theta"],
+                           out["single/straight_through"]["theta"])
+
+
+def _check_parity(out: dict, estimator: str) -> None:
+    single = out[f"single/{estimator}"]
     assert single["replicas"] == 1 and len(set(map(tuple, single["paths"]))) > 1
     for name in ("mirrored", "mirrored_shared"):
+        name = f"{name}/{estimator}"
         mirrored = out[name]
         assert mirrored["replicas"] == 2
         assert mirrored["paths"] == single["paths"], name
@@ -297,3 +314,65 @@ def test_float16_steps_skip_an_overflowing_update_and_halve_the_scale(share):
         assert int(w_opt.iterations) == int(a_opt.iterations) == 1
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def _trained_on_one_op(op_name: str):
+    """The vital-only TINY supernet (only layer2_1, non-residual, is searched) whose path
+    through `op_name` learned a few fixed batches; the other ops keep their random weights."""
+    keras.utils.set_random_seed(3)
+    net = SuperNet(TINY, 4, SHAPE, vital_only=True)
+    op = net.space.ops.index(op_name)
+    path = tf.constant([op if n > 1 else net.fixed[i] for i, n in
+                        enumerate(net.allowed_mask().sum(axis=1))], tf.int32)
+    batches = [batch(100 + i, 16) for i in range(3)]
+    batches = [(x, y % 4) for x, y in batches]
+    arch = ArchParams(net.allowed_mask(), seed=0)
+    train = make_weight_step(net, arch, keras.optimizers.Adam(0.01), "fixed", anneal=False)
+    for i in range(60):
+        train(*batches[i % 3], path)
+    return net, batches, op
+
+
+def test_reinforce_learns_the_op_with_the_lower_validation_loss():
+    from tfnas.nn.sampling import LossAverage
+    net, batches, good = _trained_on_one_op("k3e3")
+    layer = int(np.flatnonzero(net.allowed_mask().sum(axis=1) > 1)[0])
+    arch = ArchParams(net.allowed_mask(), tau=1.0, tau_decay=1.0, seed=5)
+    step = make_arch_step(net, arch, keras.optimizers.Adam(0.1), "gumbel_max",
+                          estimator="reinforce", baseline=LossAverage())
+    for i in range(40):
+        step(*batches[i % 3])
+    assert arch.probabilities().numpy()[layer, good] > 0.8
+
+
+def test_straight_through_gradient_vanishes_behind_batch_norm():
+    # Why reinforce is the default: the straight-through gradient of the drawn op's weight is
+    # dL/d(scale of the layer's output); the head's conv + BatchNorm undo that scale, so what
+    # is left (BN's epsilon) is a thousandth of the loss gaps between the ops.
+    net, batches, _ = _trained_on_one_op("k3e3")
+    layer = int(np.flatnonzero(net.allowed_mask().sum(axis=1) > 1)[0])
+    images, labels = batches[0]
+    losses, grads = [], []
+    for op in np.flatnonzero(net.allowed_mask()[layer]):
+        indices = [int(op) if i == layer else net.fixed[i] for i in range(net.num_layers)]
+        weights = tf.Variable(tf.one_hot(indices, net.num_ops))
+        with tf.GradientTape() as tape:
+            logits = net(images, training=True, indices=tf.constant(indices), weights=weights)
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True))
+        losses.append(float(loss))
+        grads.append(float(tape.gradient(loss, weights)[layer, op]))
+    gap = max(losses) - min(losses)
+    assert gap > 0.5  # the trained op is much better
+    assert max(abs(g) for g in grads) < 0.01 * gap
+
+
+def test_reinforce_needs_a_baseline_and_estimators_are_checked():
+    net = SuperNet(TINY, 10, SHAPE)
+    arch = ArchParams(net.allowed_mask(), seed=0)
+    with pytest.raises(ValueError, match="LossAverage"):
+        make_arch_step(net, arch, keras.optimizers.Adam(0.1), "gumbel_max",
+                       estimator="reinforce")
+    with pytest.raises(ValueError, match="estimators are"):
+        make_arch_step(net, arch, keras.optimizers.Adam(0.1), "gumbel_max",
+                       estimator="straight")

@@ -3,6 +3,7 @@ after kill -9, two workers on localhost, and bad input that never damages a run 
 
 import hashlib
 import json
+import math
 import os
 import re
 import signal
@@ -38,6 +39,11 @@ def _record(model_dir, name="arch.json"):
         record = json.load(f)
     record.pop("stages")  # wall times differ between runs
     return record
+
+
+def _final_probabilities(model_dir):
+    with open(os.path.join(model_dir, "state.json")) as f:
+        return json.load(f)["final_probabilities"]
 
 
 def _tree_digest(path):
@@ -77,6 +83,54 @@ def test_search_writes_arch_json_and_artifacts(finished):
     assert "searched architecture (tiny_test)" in proc.stdout
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["flags"]["space"] == "tiny_test"
+    # Stage 1's end loss against chance, and the warning exactly when it stayed near chance.
+    assert record["chance_loss"] == pytest.approx(math.log(10), abs=1e-4)
+    untrained = record["vital_weight_loss"] >= 0.9 * record["chance_loss"]
+    assert ("stage 1's supernet did not learn" in proc.stdout) == untrained
+
+
+def test_vital_ops_are_stepped_down_until_the_targets_can_be_met_together():
+    # Large vital ops (stage 1 of a run on these targets) left both targets inside the ranges
+    # the other layers reach, yet no architecture within ±5% of both: the params target
+    # needed big late layers whose FLOPs the first layer's k5e6se had spent.
+    import numpy as np
+
+    from tfnas.proposals.optimizer import optimize_proposals
+    from tfnas.search.hournas import _feasible_vital_choice
+    from tfnas.space import get_space
+
+    space = get_space("efficientnet")
+    tables = cost_tables(space)
+    targets = {"params": 5.3e6, "flops": 390e6}
+    picked = {0: 5, 1: 1, 5: 4, 9: 1, 13: 4, 17: 2, 21: 1}  # k5e6se at layer1_1, ...
+    probs = np.random.default_rng(0).uniform(0.0, 0.1, (space.num_layers, space.num_ops))
+    for layer, op in picked.items():
+        probs[layer, op] = 1.0
+
+    def proposals(fixed):
+        return optimize_proposals(tables, targets, fixed, 8, 1000, tau=4.95, seed=0)
+
+    def within(fixed):
+        costs = tables.batch_cost(proposals(fixed).sample(20000, 1))
+        return np.all([np.abs(costs[k] / t - 1) <= 0.05 for k, t in targets.items()],
+                      axis=0).mean()
+
+    assert within(picked) == 0.0
+    # The ranges alone pass the picks as they are.
+    assert _feasible_vital_choice(tables, targets, {}, probs, space.vital_mask()) == picked
+    chosen = _feasible_vital_choice(tables, targets, {}, probs, space.vital_mask(), proposals)
+    assert chosen != picked and within(chosen) > 0.5
+    assert sum(chosen[k] != v for k, v in picked.items()) <= 2  # the rest kept their pick
+
+
+def test_untrained_stage_one_is_a_warning():
+    from tfnas.search.hournas import untrained_vital_warning
+    warning = untrained_vital_warning(2.31, 10)
+    assert "did not learn" in warning and "2.31" in warning and "--fix" in warning
+    assert "--vital_sampler=gumbel_softmax" in warning
+    assert "--vital_sampler" not in untrained_vital_warning(2.31, 10, "gumbel_softmax")
+    assert untrained_vital_warning(0.9, 10) is None
+    assert untrained_vital_warning(1.0, 2) is not None  # ln 2 = 0.69
 
 
 def test_rerun_of_a_finished_search_changes_nothing(finished):
@@ -126,6 +180,9 @@ def test_resume_after_kill_9_gives_the_same_result(finished, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming" in proc.stdout
     assert _record(model_dir) == _record(finished[0])
+    # θ saw the same batches (a resumed stage 2 once read another order and still ended on
+    # the same arch).
+    assert _final_probabilities(model_dir) == _final_probabilities(finished[0])
     with open(proposals_json) as f, open(os.path.join(model_dir, "state.json")) as g:
         assert json.load(f) == json.load(g)["proposals"]  # rewritten whole
 
@@ -159,14 +216,23 @@ def test_clock_triggered_checkpoints_resume_and_idle_clock_saves_only_stage_ends
 
 
 def test_ablations_run(tmp_path):
-    # One stage with the weight and architecture steps traced apart.
-    for extra in (["--two_stage=false", "--shared_trace=false"], ["--sampler=gumbel_softmax"]):
-        model_dir = str(tmp_path / extra[0].split("=")[0].strip("-"))
+    # One stage with the weight and architecture steps traced apart; Gumbel-softmax in both
+    # stages; in stage 1 only, with the straight-through θ gradient.
+    runs = {"one_stage": ["--two_stage=false", "--shared_trace=false"],
+            "softmax": ["--sampler=gumbel_softmax"],
+            "vital_softmax": ["--vital_sampler=gumbel_softmax",
+                              "--arch_gradient=straight_through"]}
+    for name, extra in runs.items():
+        model_dir = str(tmp_path / name)
         proc = _search(model_dir, *extra, "--nonvital_epochs=1")
         assert proc.returncode == 0, proc.stderr[-3000:]
         record = _record(model_dir)
-        assert record["two_stage"] == (extra[0] != "--two_stage=false")
-        assert record["sampler"] == extra[0].split("=")[1] if "sampler" in extra[0] else True
+        assert record["two_stage"] == (name != "one_stage")
+        assert record["sampler"] == ("gumbel_softmax" if name == "softmax" else "gumbel_max")
+        assert record["vital_sampler"] == (
+            "gumbel_softmax" if name == "vital_softmax" else "gumbel_max")
+        assert record["arch_gradient"] == (
+            "straight_through" if name == "vital_softmax" else "reinforce")
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
@@ -494,6 +560,33 @@ def test_two_level_sampling_is_straight_through():
     probs = arch.probabilities().numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert (probs[~mask] == 0).all()
+
+
+def test_log_prob_is_the_probability_of_drawing_the_path():
+    # The reinforce estimator's ∇ log P(path) is right only if log_prob is the sampler's own
+    # distribution: over every legal path it sums to 1 and matches the draws' frequencies.
+    import itertools
+
+    import numpy as np
+    import tensorflow as tf
+
+    from tfnas.nn.sampling import ArchParams
+    from tfnas.proposals.selector import Proposals
+    from tfnas.search.proposal_arch import ProposalArchParams
+
+    space = tiny_space()
+    mask = space.legal_mask()
+    rng = np.random.default_rng(1)
+    proposals = Proposals(space=space.name, ops=space.ops, tau=1.0, mask=mask,
+                          theta=rng.normal(size=(3,) + mask.shape), pi=rng.normal(size=3))
+    paths = list(itertools.product(*[np.flatnonzero(row) for row in mask]))
+    for arch in (ArchParams(mask, tau=2.0, seed=0, init_stddev=1.0),
+                 ProposalArchParams(proposals, mask, tau=1.5, tau_decay=1.0, seed=0)):
+        probs = {p: float(tf.exp(arch.log_prob(tf.constant(p)))) for p in paths}
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+        draws = [tuple(arch.sample("gumbel_max").indices.numpy()) for _ in range(3000)]
+        for path in sorted(probs, key=probs.get)[-5:]:  # the most likely paths
+            assert draws.count(path) / len(draws) == pytest.approx(probs[path], abs=0.025)
 
 
 def test_grappler_auto_is_off_without_a_gpu_and_modes_switch_it():

@@ -30,7 +30,8 @@ import tensorflow as tf
 
 from tfnas.engine.loss_scale import DynamicLossScale
 from tfnas.engine.updates import apply_gradients, check_optimizer
-from tfnas.nn.sampling import SINGLE_PATH_MODES, ArchParams, ArchSample, check_mode
+from tfnas.nn.sampling import (SINGLE_PATH_MODES, ArchParams, ArchSample, LossAverage,
+                                check_estimator, check_mode)
 from tfnas.nn.supernet import SuperNet
 
 Penalty = Callable[[ArchSample], tf.Tensor]
@@ -101,20 +102,39 @@ def _weight_update(net: SuperNet, arch: ArchParams, optimizer, variables: list, 
 
 def _relaxed_gradients(net: SuperNet, arch: ArchParams, mode: str, strategy, penalty,
                        training: bool, variables: list,
-                       loss_scale: DynamicLossScale | None = None) -> Callable:
+                       loss_scale: DynamicLossScale | None = None,
+                       baseline: LossAverage | None = None) -> Callable:
     """The replica function `(images, labels, noise) -> (loss, penalty, indices, grads)` of
     a step through θ's relaxation: gradients of loss + penalty with respect to `variables`
-    (multiplied by the loss scale, if any)."""
+    (multiplied by the loss scale, if any). With a `baseline` (the reinforce estimator, single
+    path), θ's gradient of the loss is the score function (L - b) ∇ log P(path) instead of
+    the straight-through one; the weights' gradients are the same either way."""
     def replica(images, labels, noise):
         with tf.GradientTape() as tape:
             sample = arch.relax(mode, noise)
-            logits = net.forward(images, sample, training=training)
+            run = sample if baseline is None else sample._replace(weights=None)
+            logits = net.forward(images, run, training=training)
             loss = cross_entropy(labels, logits)
             extra = penalty(sample) if penalty is not None else tf.constant(0.0)
-            scaled = _scaled((loss + extra) / strategy.num_replicas_in_sync, loss_scale)
+            objective = loss + extra
+            if baseline is not None:
+                advantage = tf.stop_gradient(loss - baseline.value(loss))
+                objective += advantage * arch.log_prob(sample.indices)
+            scaled = _scaled(objective / strategy.num_replicas_in_sync, loss_scale)
         return (loss / strategy.num_replicas_in_sync, extra, sample.indices,
                 tape.gradient(scaled, variables))
     return replica
+
+
+def _score_baseline(mode: str, estimator: str,
+                    baseline: LossAverage | None) -> LossAverage | None:
+    """The baseline the θ step uses: given for reinforce on a single path, else None."""
+    if check_estimator(estimator) == "straight_through" or mode not in SINGLE_PATH_MODES:
+        return None
+    if baseline is None:
+        raise ValueError("the reinforce estimator needs a LossAverage (checkpoint it with "
+                         "the search)")
+    return baseline
 
 
 def _scaled(loss, loss_scale: DynamicLossScale | None):
@@ -168,25 +188,30 @@ def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gu
 def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumbel_max",
                    strategy=None, penalty: Penalty | None = None,
                    training: bool = True, return_indices: bool = False,
-                   loss_scale: DynamicLossScale | None = None) -> Callable:
+                   loss_scale: DynamicLossScale | None = None,
+                   estimator: str = "straight_through",
+                   baseline: LossAverage | None = None) -> Callable:
     """A tf.function `step(images, labels) -> (mean loss, penalty)` that updates θ on a
     validation batch. The network weights are read, never updated (their gradients are not
     even computed). `penalty(sample)` (e.g. `sampling.resource_penalty`) is added to the loss.
     With `return_indices` it also returns the op indices [L] the step drew. `loss_scale`
-    (float16 compute): see `DynamicLossScale`."""
+    (float16 compute): see `DynamicLossScale`. `estimator` (`sampling.ESTIMATORS`) is how a
+    single path's loss reaches θ; "reinforce" needs a `baseline`, which each step updates."""
     _check_arch_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
     variables = arch.trainable_variables
     prepare_optimizer(optimizer, variables, strategy)
+    baseline = _score_baseline(mode, estimator, baseline)
     replica = _relaxed_gradients(net, arch, mode, strategy, penalty, training, variables,
-                                 loss_scale)
+                                 loss_scale, baseline)
     return _arch_step(arch, optimizer, mode, strategy, replica, variables, return_indices,
-                      lambda grads: grads, loss_scale)
+                      lambda grads: grads, loss_scale, baseline)
 
 
 def _arch_step(arch: ArchParams, optimizer, mode: str, strategy, replica: Callable,
                variables: list, return_indices: bool, select: Callable,
-               loss_scale: DynamicLossScale | None) -> Callable:
+               loss_scale: DynamicLossScale | None,
+               baseline: LossAverage | None = None) -> Callable:
     """The θ step around `replica`; `select` picks θ's gradients from what it returns."""
     @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
     def step(images, labels):
@@ -195,6 +220,8 @@ def _arch_step(arch: ArchParams, optimizer, mode: str, strategy, replica: Callab
         grads, finite = _unscaled(strategy, select(grads), variables, loss_scale)
         apply_gradients(optimizer, grads, variables, strategy=strategy, enabled=finite)
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        if baseline is not None:
+            baseline.update(loss)
         extra = strategy.reduce(tf.distribute.ReduceOp.MEAN, extra, axis=None)
         if return_indices:  # the same on every replica (one noise draw)
             return loss, extra, strategy.experimental_local_results(indices)[0]
@@ -206,7 +233,9 @@ def _arch_step(arch: ArchParams, optimizer, mode: str, strategy, replica: Callab
 def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_optimizer,
                       mode: str = "gumbel_max", strategy=None,
                       penalty: Penalty | None = None, share: bool = True,
-                      loss_scale: DynamicLossScale | None = None
+                      loss_scale: DynamicLossScale | None = None,
+                      estimator: str = "straight_through",
+                      baseline: LossAverage | None = None
                       ) -> tuple[Callable, Callable]:
     """The weight step and the θ step of a differentiable search, sharing one traced
     forward and backward pass.
@@ -223,22 +252,24 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
     Under several replicas (`MirroredStrategy`, `MultiWorkerMirroredStrategy`) the pass is
     traced once per replica, as each step's inline pass is, and shared by both steps. With
     `share=False`, or under another strategy with several replicas (a TPU's: untested), the
-    two separate steps are returned.
+    two separate steps are returned. `estimator` and `baseline`: see `make_arch_step` (the
+    weight step leaves the baseline alone).
     """
     _check_arch_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
+    baseline = _score_baseline(mode, estimator, baseline)
     tested = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
     if not share or (strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tested)):
         return (make_weight_step(net, arch, weight_optimizer, mode, strategy,
                                  return_indices=True, loss_scale=loss_scale),
                 make_arch_step(net, arch, arch_optimizer, mode, strategy, penalty,
-                               loss_scale=loss_scale))
+                               loss_scale=loss_scale, estimator=estimator, baseline=baseline))
     weights, thetas = list(net.trainable_variables), arch.trainable_variables
     prepare_optimizer(weight_optimizer, weights, strategy)
     prepare_optimizer(arch_optimizer, thetas, strategy)
     traced = tf.function(  # no XLA on the sampled path
         _relaxed_gradients(net, arch, mode, strategy, penalty, True, weights + thetas,
-                           loss_scale),
+                           loss_scale, baseline),
         autograph=False, jit_compile=False, reduce_retracing=True)
 
     def replica(*args):
@@ -258,7 +289,7 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
         return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None), indices
 
     arch_step = _arch_step(arch, arch_optimizer, mode, strategy, replica, thetas, False,
-                           lambda grads: grads[len(weights):], loss_scale)
+                           lambda grads: grads[len(weights):], loss_scale, baseline)
     return weight_step, arch_step
 
 

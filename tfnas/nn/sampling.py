@@ -15,6 +15,16 @@ Modes (`MODES`):
 Sampling is split in two so that every replica of a distributed step draws the same path:
 `draw_noise` (random, once per step, outside `strategy.run`) and `relax` (deterministic in θ,
 so it can run under each replica's gradient tape).
+
+How θ learns from a single path (`ESTIMATORS`):
+  straight_through  the gradient of the drawn op's straight-through weight, Σ dy·y (GDAS).
+                    It only says whether the layer's output should be scaled, and a BatchNorm
+                    downstream undoes any scale: at a layer whose output meets a conv + BN
+                    before any residual sum (every vital layer of the minimal supernet) what
+                    is left is BN's epsilon, a thousandth of the loss gaps between the ops.
+  reinforce         the score function: (L - b) ∇ log P(path), b a moving average of the
+                    validation loss (`LossAverage`). Unbiased for ∇ E[L] whatever the
+                    network, and no extra compute: the drawn path's loss is all it needs.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 MODES = ("gumbel_max", "gumbel_softmax", "softmax", "uniform", "fixed")
+ESTIMATORS = ("reinforce", "straight_through")
 SINGLE_PATH_MODES = ("gumbel_max", "uniform", "fixed")
 TAU_START = 5.0
 TAU_DECAY = 0.9999
@@ -50,6 +61,13 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"unknown sampling mode {mode!r}; modes are {', '.join(MODES)}")
     return mode
+
+
+def check_estimator(estimator: str) -> str:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown θ gradient estimator {estimator!r}; estimators are "
+                         f"{', '.join(ESTIMATORS)}")
+    return estimator
 
 
 def straight_through(hard, soft):
@@ -141,6 +159,11 @@ class ArchParams:
     def decay_temperature(self):
         self.tau.assign(self.tau * self.tau_decay)
 
+    def log_prob(self, indices):
+        """log P(the path `indices` [L]) under sampling at τ: Σ_l log softmax(θ_l/τ)[o_l]."""
+        logp = tf.nn.log_softmax(self.logits(), axis=-1)
+        return tf.reduce_sum(tf.gather(logp, tf.cast(indices, tf.int32), batch_dims=1))
+
     def derive(self) -> np.ndarray:
         """The most probable op of every layer (argmax θ over the allowed ops)."""
         return np.argmax(np.where(self.allowed, np.asarray(self.theta), -np.inf), axis=-1)
@@ -148,6 +171,34 @@ class ArchParams:
     def checkpoint_items(self) -> dict:
         """What a `tf.train.Checkpoint` must hold to resume sampling exactly."""
         return {"theta": self.theta, "tau": self.tau, "seed": self.seed.state}
+
+
+class LossAverage:
+    """A bias-corrected exponential moving average of losses (`decay` per update): the
+    baseline b of the reinforce estimator, and the search's record of how low its weight loss
+    got. Create it inside `strategy.scope()` when training distributed; checkpoint
+    `checkpoint_items()` (keys start with `name`).
+    """
+
+    def __init__(self, decay: float = 0.9, name: str = "baseline"):
+        self.decay = float(decay)
+        self.name = name
+        self.total = keras.Variable(0.0, name=f"{name}_total", trainable=False)
+        self.steps = keras.Variable(0.0, name=f"{name}_steps", trainable=False)
+
+    def value(self, loss=float("nan")):
+        """The average; `loss` itself before the first update (an advantage of zero)."""
+        steps = tf.convert_to_tensor(self.steps)
+        corrected = tf.convert_to_tensor(self.total) / (
+            1.0 - tf.pow(self.decay, tf.maximum(steps, 1.0)))
+        return tf.where(steps > 0, corrected, loss)
+
+    def update(self, loss) -> None:
+        self.total.assign(self.decay * self.total + (1.0 - self.decay) * loss)
+        self.steps.assign_add(1.0)
+
+    def checkpoint_items(self) -> dict:
+        return {f"{self.name}_total": self.total, f"{self.name}_steps": self.steps}
 
 
 def expected_cost(sample: ArchSample, table: np.ndarray, constant: float = 0.0):

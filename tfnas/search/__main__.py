@@ -25,9 +25,10 @@ FLAGS = flags.FLAGS
 _CONFIG_FLAGS = (
     "dataset", "num_classes", "weight_fraction", "max_images", "cache", "image_size",
     "width_multiplier", "batch_size", "vital_epochs", "nonvital_epochs", "steps_per_epoch",
-    "two_stage", "sampler", "shared_trace", "tau", "tau_decay", "alpha", "beta", "num_proposals",
-    "proposal_iterations", "weight_lr", "weight_decay", "arch_lr", "seed", "checkpoint_every",
-    "checkpoint_secs", "latency_table", "data_dir", "space_module")
+    "two_stage", "sampler", "vital_sampler", "arch_gradient", "shared_trace", "tau", "tau_decay",
+    "alpha", "beta", "num_proposals", "proposal_iterations", "weight_lr", "weight_decay",
+    "arch_lr", "seed", "checkpoint_every", "checkpoint_secs", "latency_table", "data_dir",
+    "space_module")
 _ONESHOT_FLAGS = (
     "dataset", "num_classes", "weight_fraction", "max_images", "cache", "image_size",
     "width_multiplier", "batch_size", "epochs", "steps_per_epoch", "weight_lr", "weight_decay",

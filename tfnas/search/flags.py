@@ -63,6 +63,22 @@ def define_flags() -> None:
     d.DEFINE_enum("sampler", "gumbel_max", ["gumbel_max", "gumbel_softmax"],
                   "gumbel_max runs only the sampled op per layer (about O times cheaper); "
                   "gumbel_softmax weights every op (FBNet; the ablation of table 5).")
+    d.DEFINE_enum("vital_sampler", "gumbel_max", ["gumbel_max", "gumbel_softmax"],
+                  "Stage 1's sampler (--sampler is stage 2's). gumbel_max is the paper's; at "
+                  "the CPU defaults its minimal supernet does not train (its vital layers "
+                  "change op every step and none follows another's features), so its vital "
+                  "ops are noise. gumbel_softmax runs every op of the few vital layers, "
+                  "weighted, and trains, at several times stage 1's step time (README, "
+                  "Search).")
+    d.DEFINE_enum("arch_gradient", "reinforce", ["reinforce", "straight_through"],
+                  "How a sampled path's validation loss trains the architecture parameters "
+                  "in a stage that samples with gumbel_max. reinforce: the score function "
+                  "(L - b) grad log P(path), b a moving average of the loss. straight_through: "
+                  "GDAS's "
+                  "gradient through the drawn op's weight of value 1, which only asks whether "
+                  "the layer's output should be scaled; the next BatchNorm undoes any scale, "
+                  "so at the vital layers it is a thousandth of the loss gaps between ops "
+                  "(README, Supernet).")
     d.DEFINE_bool("shared_trace", True,
                   "hournas: trace the supernet's forward and backward once for the weight and "
                   "the architecture steps, not once each. Same draws and results; about a "

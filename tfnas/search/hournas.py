@@ -10,6 +10,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from typing import Any, Callable
@@ -23,7 +24,7 @@ from tfnas.cost.tables import CostTables, cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.errors import TfnasError
 from tfnas.io import write_text
-from tfnas.nn.sampling import ArchParams
+from tfnas.nn.sampling import ArchParams, LossAverage
 from tfnas.nn.supernet import SuperNet
 from tfnas.proposals.budget import describe_ranges, feasible_ranges, make_budget
 from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
@@ -44,6 +45,8 @@ class SearchConfig(CommonConfig):
     nonvital_epochs: int = 1
     two_stage: bool = True
     sampler: str = "gumbel_max"
+    vital_sampler: str = "gumbel_max"
+    arch_gradient: str = "reinforce"
     shared_trace: bool = True
     tau: float = 5.0
     tau_decay: float = 0.9999
@@ -100,10 +103,14 @@ class HourNAS(SupernetSearch):
             arch = ArchParams(net.allowed_mask(), self.cfg.tau, self.cfg.tau_decay,
                               seed=self.cfg.seed)
         plan = StagePlan("vital", self.cfg.vital_epochs, data.weight_steps, data.arch_steps)
-        self._train(net, arch, plan, data, penalty=None)
+        self._train(net, arch, plan, data, penalty=None, sampler=self.cfg.vital_sampler)
         probs = np.asarray(arch.probabilities())
-        chosen = _feasible_vital_choice(self.tables, self.cfg.targets, self.cfg.user_fixed,
-                                        probs, space.vital_mask())
+        cfg = self.cfg
+        chosen = _feasible_vital_choice(
+            self.tables, cfg.targets, cfg.user_fixed, probs, space.vital_mask(),
+            lambda fixed: optimize_proposals(self.tables, cfg.targets, fixed, cfg.num_proposals,
+                                             cfg.proposal_iterations, cfg.beta,
+                                             tau=value(arch.tau), seed=cfg.seed))
         if self.chief:
             net.save_weights(self.rundir.file("vital_supernet.weights.h5"))
         names = ", ".join(f"{space.layers[k].name}:{space.ops[v]}" for k, v in chosen.items())
@@ -182,23 +189,31 @@ class HourNAS(SupernetSearch):
         return net
 
     def _train(self, net: SuperNet, arch, plan: StagePlan, data: SearchData, penalty,
-               warm_start: Callable[[], None] | None = None) -> None:
+               warm_start: Callable[[], None] | None = None,
+               sampler: str | None = None) -> None:
         cfg = self.cfg
         with self.strategy.scope():
             weight_opt = keras.optimizers.SGD(cfg.weight_lr, momentum=0.9,
                                               weight_decay=cfg.weight_decay)
             arch_opt = keras.optimizers.Adam(cfg.arch_lr)
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            baseline = LossAverage()
+            weight_loss = LossAverage(decay=0.98, name="weight_loss")
         engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
         engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
         loss_scale = engine.loss_scale_for_policy(self.strategy)  # float16 compute only
         checkpoint = search_checkpoint(net, weight_opt=weight_opt, arch_opt=arch_opt,
                                        step=step_var, **arch.checkpoint_items(),
+                                       **baseline.checkpoint_items(),
+                                       **weight_loss.checkpoint_items(),
                                        **(loss_scale.checkpoint_items() if loss_scale else {}))
         weight_fn, arch_fn = engine.make_search_steps(net, arch, weight_opt, arch_opt,
-                                                      cfg.sampler, self.strategy, penalty,
+                                                      sampler or cfg.sampler, self.strategy,
+                                                      penalty,
                                                       share=cfg.shared_trace,
-                                                      loss_scale=loss_scale)
+                                                      loss_scale=loss_scale,
+                                                      estimator=cfg.arch_gradient,
+                                                      baseline=baseline)
         sampled = self._expected_cost(arch)
 
         def shown() -> dict[str, float]:
@@ -207,6 +222,7 @@ class HourNAS(SupernetSearch):
         def weight_step(images, labels, _step):
             nonlocal sampled
             loss, indices = weight_fn(images, labels)  # anneals τ: once per iteration
+            weight_loss.update(float(loss))
             sampled = self.tables.cost(np.asarray(indices))
             return float(loss), 0.0, shown()
 
@@ -222,6 +238,8 @@ class HourNAS(SupernetSearch):
 
         self.run_stage(plan, data, checkpoint, weight_step, arch_step, warm_start, summaries)
         self.state.setdefault("tau_after", {})[plan.name] = value(arch.tau)
+        self.state.setdefault("weight_loss", {})[plan.name] = round(
+            float(weight_loss.value()), 5)
         if plan.name == "vital":
             self.state["tau_after_vital"] = value(arch.tau)
         self.probability_histograms(plan.name, np.asarray(arch.probabilities()),
@@ -238,21 +256,57 @@ class HourNAS(SupernetSearch):
         space = self.cfg.space
         genotype = Genotype.from_indices(space, self.state["final_indices"])
         extra = {"algorithm": "hournas", "two_stage": self.cfg.two_stage,
-                 "sampler": self.cfg.sampler,
+                 "sampler": self.cfg.sampler, "vital_sampler": self.cfg.vital_sampler,
+                 "arch_gradient": self.cfg.arch_gradient,
                  "vital_ops": {space.layers[int(k)].name: space.ops[v]
                                for k, v in self.state.get("vital_ops", {}).items()}}
         probs = np.array(self.state.get("final_probabilities",
                                         np.eye(space.num_ops)[genotype.indices()]))
+        cost = self.tables.cost(genotype.indices())
+        missed = {k: cost[k] / t - 1 for k, t in self.cfg.targets.items()
+                  if abs(cost[k] / t - 1) > 0.05}
+        if missed:
+            self.log("warning: no architecture drawn from the most likely proposal met every "
+                     "target within 5%, so the result is its most likely one, off by "
+                     + ", ".join(f"{k} {d:+.1%}" for k, d in missed.items()))
+        vital_loss = self.state.get("weight_loss", {}).get("vital")
+        if vital_loss is not None:
+            extra["vital_weight_loss"] = vital_loss
+            extra["chance_loss"] = round(math.log(data.num_classes), 5)
+            warning = untrained_vital_warning(vital_loss, data.num_classes,
+                                              self.cfg.vital_sampler)
+            if warning:
+                self.log(warning)
         return self.write_result(
             self.cfg, genotype, self.tables, data.num_classes, probs,
             f"HourNAS on {space.name}: final op probabilities (red: chosen, *: vital)", extra)
 
 
+def untrained_vital_warning(loss: float, num_classes: int,
+                            vital_sampler: str = "gumbel_max") -> str | None:
+    """A warning when stage 1's weight loss (the moving average at its end) stayed near
+    chance, ln(classes): its supernet learned nothing and the vital ops are noise."""
+    chance = math.log(num_classes)
+    if loss < 0.9 * chance:
+        return None
+    remedies = "more --vital_epochs, or pin vital ops with --fix"
+    if vital_sampler == "gumbel_max":
+        remedies = "--vital_sampler=gumbel_softmax, " + remedies
+    return (f"warning: stage 1's supernet did not learn (its weight loss ended at {loss:.2f}; "
+            f"chance for {num_classes} classes is {chance:.2f}), so the vital ops it chose are "
+            f"no better than random picks; try {remedies} (README, Search)")
+
+
 def _feasible_vital_choice(tables: CostTables, targets: dict[str, float],
                            user_fixed: dict[int, int], probs: np.ndarray,
-                           vital: np.ndarray) -> dict[int, int]:
+                           vital: np.ndarray,
+                           proposals: Callable[[dict[int, int]], Proposals] | None = None
+                           ) -> dict[int, int]:
     """The most probable op of every vital layer, stepped down while the targets cannot be
-    met with it (the non-vital layers must still be able to reach the budget)."""
+    met with it: each target must lie in the range the other layers can still reach, and the
+    `proposals` optimized for that budget (if given) must draw architectures that meet all of
+    them at once (large vital ops can leave one objective's target reachable only by
+    overshooting another's)."""
     allowed = tables.legal.copy()
     for layer, op in user_fixed.items():
         allowed[layer] = False
@@ -264,26 +318,43 @@ def _feasible_vital_choice(tables: CostTables, targets: dict[str, float],
     def choice():
         return {**user_fixed, **{i: ranked[i][rank[i]] for i in layers}}
 
-    def infeasible(fixed):
+    def off(fixed) -> dict[str, int]:
+        """The objectives to move, +1 down or -1 up ({} when the targets can be met)."""
         ranges = feasible_ranges(tables, targets, fixed)
-        return [k for k, (lo, hi) in ranges.items() if not lo <= targets[k] <= hi]
+        out = {k: 1 if targets[k] < lo else -1
+               for k, (lo, hi) in ranges.items() if not lo <= targets[k] <= hi}
+        if out or proposals is None:
+            return out
+        return {k: 1 for k in _overshot_together(tables, targets, proposals(fixed))}
 
-    while infeasible(choice()):
-        # Step down the layer whose next op saves the most of the violated objectives.
-        best, best_gain = None, 0.0
+    violated = off(choice())
+    while violated:
+        # Step the layer whose next most probable op moves the violated objectives most.
+        steps = {}
         for i in layers:
-            if rank[i] + 1 >= len(ranked[i]):
-                continue
-            now, nxt = ranked[i][rank[i]], ranked[i][rank[i] + 1]
-            gain = sum(abs(tables.tables[k][i, now] - tables.tables[k][i, nxt]) / targets[k]
-                       for k in infeasible(choice()))
-            if gain > best_gain:
-                best, best_gain = i, gain
-        if best is None:
+            if rank[i] + 1 < len(ranked[i]):
+                now, nxt = ranked[i][rank[i]], ranked[i][rank[i] + 1]
+                steps[i] = sum(d * (tables.tables[k][i, now] - tables.tables[k][i, nxt])
+                               / targets[k] for k, d in violated.items())
+        if not steps:
             raise TfnasError("no choice of vital ops lets the targets be met: "
                              + describe_ranges(feasible_ranges(tables, targets, user_fixed)))
-        rank[best] += 1
+        rank[max(steps, key=steps.get)] += 1
+        violated = off(choice())
     return {i: ranked[i][rank[i]] for i in layers}
+
+
+def _overshot_together(tables: CostTables, targets: dict[str, float], proposals: Proposals,
+                       samples: int = 4000, enough: float = 0.2) -> list[str]:
+    """[] when at least `enough` of the proposals' draws are within ±5% of every target at
+    once (they usually are, 90% and more); else the objectives their draws put above target
+    (median), which smaller vital ops would free for the others. If none is above, [] too:
+    smaller ops would not help."""
+    costs = tables.batch_cost(proposals.sample(samples, 0))
+    within = np.all([np.abs(costs[k] / t - 1) <= 0.05 for k, t in targets.items()], axis=0)
+    if within.mean() >= enough:
+        return []
+    return [k for k, t in targets.items() if np.median(costs[k]) > t]
 
 
 def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,

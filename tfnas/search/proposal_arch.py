@@ -70,6 +70,15 @@ class ProposalArchParams(ArchParams):
         weights = tf.einsum("m,mlo->lo", pi_st, ops_st)
         return ArchSample(tf.gather(idx, chosen), weights, True)
 
+    def log_prob(self, indices):
+        """log P(the path `indices` [L]) under the two-level draw, marginal over the proposal:
+        log Σ_i π_i Π_l softmax(θ_i,l/τ)[o_l]."""
+        logp = tf.nn.log_softmax(self.logits(), axis=-1)  # [m, L, O]
+        rows = tf.tile(tf.cast(indices, tf.int32)[None], [self.num_proposals, 1])
+        per_proposal = tf.reduce_sum(tf.gather(logp, rows, batch_dims=2), axis=-1)
+        return tf.reduce_logsumexp(
+            tf.nn.log_softmax(tf.convert_to_tensor(self.pi)) + per_proposal)
+
     def derive(self) -> np.ndarray:
         """The most likely op of the most likely proposal (Algorithm 1, line 23)."""
         best = int(np.argmax(tf.convert_to_tensor(self.pi).numpy()))
