@@ -118,6 +118,23 @@ def test_fifty_steps_one_trace_a_different_path_each_step_and_a_cost_penalty():
     assert evaluate.experimental_get_tracing_count() == 1
 
 
+@pytest.mark.parametrize("clip_norm", [1e-3, None])
+def test_weight_step_clips_the_gradients_to_a_global_norm(clip_norm):
+    """With plain SGD at lr 1 a step moves the weights by the gradient itself, so a clipped
+    step moves them by exactly `clip_norm` (global norm) and an unclipped one much further."""
+    net = SuperNet(TINY, 10, SHAPE)
+    arch = ArchParams(net.allowed_mask(), seed=2)
+    step = make_weight_step(net, arch, keras.optimizers.SGD(1.0), "fixed", clip_norm=clip_norm)
+    before = [v.numpy().copy() for v in net.trainable_variables]
+    step(*batch(0), tf.constant([1, 2, 3]))
+    moved = np.sqrt(sum(np.sum((v.numpy() - b) ** 2)
+                        for v, b in zip(net.trainable_variables, before)))
+    if clip_norm:
+        assert moved == pytest.approx(clip_norm, rel=1e-3)
+    else:
+        assert moved > 100 * 1e-3
+
+
 @pytest.mark.parametrize("mode,estimator", [("gumbel_max", "straight_through"),
                                             ("gumbel_max", "reinforce"),
                                             ("gumbel_softmax", "straight_through")])
@@ -183,8 +200,9 @@ x = rng.normal(size=(4, 32, 32, 3)).astype("float32")
 y = rng.integers(0, 10, 4).astype("int32")
 init = None
 out = {}
-runs = [(name, estimator) for estimator in ("straight_through", "reinforce")
-        for name in ("single", "mirrored", "mirrored_shared")]
+# The search's default (shared pass, reinforce) and the separate steps (straight-through).
+runs = [("single", "reinforce"), ("mirrored_shared", "reinforce"),
+        ("single", "straight_through"), ("mirrored", "straight_through")]
 for name, estimator in runs:
     mirrored = name.startswith("mirrored")
     strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]) if mirrored
@@ -230,36 +248,34 @@ print(json.dumps(out))
 
 
 def test_mirrored_strategy_on_two_devices_matches_one_device():
-    """Separate steps, and the search's steps sharing one traced pass per replica, with
-    either θ estimator (reinforce: the replicas' losses make one advantage)."""
+    """The search's steps sharing one traced pass per replica with the reinforce θ gradient
+    (the replicas' losses make one advantage), and separate steps with straight-through."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
     proc = subprocess.run([sys.executable, "-c", _PARITY], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    for estimator in ("straight_through", "reinforce"):
-        _check_parity(out, estimator)
+    _check_parity(out, "reinforce", "mirrored_shared")
+    _check_parity(out, "straight_through", "mirrored")
     # The estimators differ: θ took another course.
     assert not np.allclose(out["single/reinforce"]["theta"],
                            out["single/straight_through"]["theta"])
 
 
-def _check_parity(out: dict, estimator: str) -> None:
-    single = out[f"single/{estimator}"]
+def _check_parity(out: dict, estimator: str, mirrored_run: str) -> None:
+    single, name = out[f"single/{estimator}"], f"{mirrored_run}/{estimator}"
+    mirrored = out[name]
     assert single["replicas"] == 1 and len(set(map(tuple, single["paths"]))) > 1
-    for name in ("mirrored", "mirrored_shared"):
-        name = f"{name}/{estimator}"
-        mirrored = out[name]
-        assert mirrored["replicas"] == 2
-        assert mirrored["paths"] == single["paths"], name
-        np.testing.assert_allclose(mirrored["losses"], single["losses"], rtol=1e-4)
-        np.testing.assert_allclose(mirrored["arch_losses"], single["arch_losses"], rtol=1e-4)
-        np.testing.assert_allclose(mirrored["theta"], single["theta"], atol=1e-5)
-        np.testing.assert_allclose(mirrored["kernel"], single["kernel"], atol=1e-5)
-        for (expected,), copies in zip(single["moving"], mirrored["moving"]):
-            assert len(copies) == 2, name
-            for copy in copies:
-                np.testing.assert_allclose(copy, expected, rtol=1e-5, atol=1e-6)
+    assert mirrored["replicas"] == 2
+    assert mirrored["paths"] == single["paths"], name
+    np.testing.assert_allclose(mirrored["losses"], single["losses"], rtol=1e-4)
+    np.testing.assert_allclose(mirrored["arch_losses"], single["arch_losses"], rtol=1e-4)
+    np.testing.assert_allclose(mirrored["theta"], single["theta"], atol=1e-5)
+    np.testing.assert_allclose(mirrored["kernel"], single["kernel"], atol=1e-5)
+    for (expected,), copies in zip(single["moving"], mirrored["moving"]):
+        assert len(copies) == 2, name
+        for copy in copies:
+            np.testing.assert_allclose(copy, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_search_checkpoint_restores_every_weight_batch_norm_statistics_included(tmp_path):

@@ -41,6 +41,21 @@ def test_supernet_holds_every_legal_op_with_the_builder_names():
     assert op.parts[0].name == f"{space.layers[5].name}.expand_conv"
 
 
+def test_residual_ops_start_as_the_identity_in_the_supernet_only():
+    """A fresh supernet's residual ops add nothing to their input (zero scale on the last BN),
+    so random deep paths start as a shallow net; the standalone net keeps the usual init."""
+    net = SuperNet(TINY, 10, SHAPE)
+    residual = [(layer, cand) for layer, _, cand in net.candidate_groups()
+                if cand.block.residual and cand.parts]
+    assert {layer for layer, _ in residual} == {0, 2}  # the two stride-1, same-width layers
+    for layer, cand in residual:
+        inputs = tf.random.normal((2, *(cand.in_hw or (4, 4)), cand.in_channels))
+        np.testing.assert_array_equal(cand(inputs, training=True).numpy(), inputs.numpy())
+    child = build_model(TINY, Genotype.from_indices(get_space(TINY), [1, 1, 1]), 10, SHAPE)
+    gammas = [l.gamma.numpy() for l in child.layers if l.name.endswith("project_bn")]
+    assert len(gammas) == 3 and all(np.all(g == 1) for g in gammas)
+
+
 def test_vital_only_supernet_searches_the_vital_layers_only():
     space = get_space("fbnet")
     net = SuperNet("fbnet", 10, SHAPE, width_multiplier=0.25, vital_only=True)

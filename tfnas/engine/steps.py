@@ -86,15 +86,17 @@ def _unscaled(strategy, per_replica, variables, loss_scale: DynamicLossScale | N
 
 def _weight_update(net: SuperNet, arch: ArchParams, optimizer, variables: list, strategy,
                    single: bool, anneal: bool,
-                   loss_scale: DynamicLossScale | None = None) -> Callable:
+                   loss_scale: DynamicLossScale | None = None,
+                   clip_norm: float | None = None) -> Callable:
     """`update(per-replica grads, drawn indices)`: the weight half of a step, in cross-replica
     context. Ops that did not run are left untouched; τ is annealed if `anneal`. With a loss
-    scale, a step whose gradients overflowed updates no weight (τ still anneals)."""
+    scale, a step whose gradients overflowed updates no weight (τ still anneals). `clip_norm`:
+    see `apply_gradients`."""
     def update(grads, indices):
         grads, finite = _unscaled(strategy, grads, variables, loss_scale)
         apply_gradients(optimizer, grads, variables,
                         _update_conditions(net, variables, indices, single), strategy,
-                        enabled=finite)
+                        enabled=finite, clip_norm=clip_norm)
         if anneal:
             arch.decay_temperature()
     return update
@@ -150,19 +152,21 @@ def _check_arch_mode(mode: str) -> str:
 
 def make_weight_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumbel_max",
                      strategy=None, anneal: bool = True, return_indices: bool = False,
-                     loss_scale: DynamicLossScale | None = None) -> Callable:
+                     loss_scale: DynamicLossScale | None = None,
+                     clip_norm: float | None = None) -> Callable:
     """A tf.function `step(images, labels[, indices]) -> mean loss` that trains the weights of
     the path drawn in `mode` (`indices` [L] only for mode "fixed"), never touching ops that
     did not run; τ is multiplied by `arch.tau_decay` after each step if `anneal`. With
     `return_indices` it returns (loss, the drawn op indices [L]) (for the all-op modes: the
-    heaviest op of each layer). `loss_scale` (float16 compute): see `DynamicLossScale`."""
+    heaviest op of each layer). `loss_scale` (float16 compute): see `DynamicLossScale`.
+    `clip_norm`: the weights' gradients are clipped to that global norm."""
     check_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
     variables = list(net.trainable_variables)
     prepare_optimizer(optimizer, variables, strategy)
     single = mode in SINGLE_PATH_MODES
     update = _weight_update(net, arch, optimizer, variables, strategy, single, anneal,
-                            loss_scale)
+                            loss_scale, clip_norm)
 
     def replica(images, labels, indices, weights):
         with tf.GradientTape() as tape:
@@ -235,8 +239,8 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
                       penalty: Penalty | None = None, share: bool = True,
                       loss_scale: DynamicLossScale | None = None,
                       estimator: str = "straight_through",
-                      baseline: LossAverage | None = None
-                      ) -> tuple[Callable, Callable]:
+                      baseline: LossAverage | None = None,
+                      clip_norm: float | None = None) -> tuple[Callable, Callable]:
     """The weight step and the θ step of a differentiable search, sharing one traced
     forward and backward pass.
 
@@ -253,7 +257,7 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
     traced once per replica, as each step's inline pass is, and shared by both steps. With
     `share=False`, or under another strategy with several replicas (a TPU's: untested), the
     two separate steps are returned. `estimator` and `baseline`: see `make_arch_step` (the
-    weight step leaves the baseline alone).
+    weight step leaves the baseline alone); `clip_norm`: see `make_weight_step`.
     """
     _check_arch_mode(mode)
     strategy = strategy or tf.distribute.get_strategy()
@@ -261,7 +265,8 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
     tested = (tf.distribute.MirroredStrategy, tf.distribute.MultiWorkerMirroredStrategy)
     if not share or (strategy.num_replicas_in_sync > 1 and not isinstance(strategy, tested)):
         return (make_weight_step(net, arch, weight_optimizer, mode, strategy,
-                                 return_indices=True, loss_scale=loss_scale),
+                                 return_indices=True, loss_scale=loss_scale,
+                                 clip_norm=clip_norm),
                 make_arch_step(net, arch, arch_optimizer, mode, strategy, penalty,
                                loss_scale=loss_scale, estimator=estimator, baseline=baseline))
     weights, thetas = list(net.trainable_variables), arch.trainable_variables
@@ -278,7 +283,8 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
         return traced(*args)
 
     update = _weight_update(net, arch, weight_optimizer, weights, strategy,
-                            mode in SINGLE_PATH_MODES, anneal=True, loss_scale=loss_scale)
+                            mode in SINGLE_PATH_MODES, anneal=True, loss_scale=loss_scale,
+                            clip_norm=clip_norm)
 
     @tf.function(autograph=False, jit_compile=False)
     def weight_step(images, labels):

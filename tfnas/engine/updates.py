@@ -11,7 +11,8 @@ run_branch`); one Case per layer, not one per op, since each Case launch costs t
 Runs in cross-replica context (after `strategy.run`), with gradients already reduced, under
 the default strategy or `MirroredStrategy`. The per-variable math is the optimizer's own
 `update_step`, so any Keras 3 optimizer (SGD, Adam, AdamW, ...) works; EMA, gradient
-accumulation and gradient clipping are not supported here and are refused.
+accumulation and the optimizer's own clipping options are not supported here and are refused
+(`apply_gradients(clip_norm=...)` clips to a global norm instead).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def check_optimizer(optimizer) -> None:
 
 def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
                     active: Sequence | None = None, strategy=None,
-                    enabled: tf.Tensor | None = None) -> None:
+                    enabled: tf.Tensor | None = None, clip_norm: float | None = None) -> None:
     """Applies `grads` to `variables`; variable i is updated only where `active[i]` holds.
 
     `active[i]` is None (always updated) or (selector, value): updated only where the scalar
@@ -42,9 +43,16 @@ def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
     updated under one switch on it. Advances `optimizer.iterations` once. `strategy`: the one
     the variables were created under (default: the current one). `enabled`: a scalar bool
     tensor; when false nothing is updated, not even `iterations` (a loss-scaled step whose
-    gradients overflowed).
+    gradients overflowed). `clip_norm`: the gradients are first scaled down to that global
+    norm when it is exceeded (the gradients of ops that did not run are zero and add nothing).
     """
     strategy = strategy or tf.distribute.get_strategy()
+    if clip_norm:
+        given = [i for i, g in enumerate(grads) if g is not None]
+        clipped, _ = tf.clip_by_global_norm([grads[i] for i in given], clip_norm)
+        grads = list(grads)
+        for i, g in zip(given, clipped):
+            grads[i] = g
     lr = tf.convert_to_tensor(optimizer.learning_rate)
     wd = optimizer.weight_decay
     always: list = []

@@ -58,8 +58,10 @@ class FusedBatchNorm(layers.BatchNormalization):
 BatchNorm = type[layers.BatchNormalization]
 
 
-def batch_norm(name: str, cls: BatchNorm = layers.BatchNormalization) -> layers.Layer:
-    return cls(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+def batch_norm(name: str, cls: BatchNorm = layers.BatchNormalization,
+               gamma_initializer: str = "ones") -> layers.Layer:
+    return cls(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, gamma_initializer=gamma_initializer,
+               name=name)
 
 
 def conv_bn_act(filters: int, kernel: int, stride: int, act: str | None,
@@ -81,13 +83,14 @@ class BlockLayers:
     shape is kept. `skip` has no layers. `in_hw` is the input's spatial size, needed only by
     the channel shuffle of group ops. `group_conv` is the class of the group-2 1x1 convs (the
     supernet passes one whose CPU gradient needs no XLA) and `bn` that of the BatchNorms (the
-    supernet passes a fused one); both keep the built-in layer's weights.
+    supernet passes a fused one); both keep the built-in layer's weights. `zero_init_residual`
+    starts the last BN's scale of a residual op at zero, so the op starts as the identity.
     """
 
     def __init__(self, op: str | OpSpec, in_channels: int, out_channels: int, stride: int,
                  act: str, prefix: str, in_hw: tuple[int, int] | None = None,
                  group_conv: type[layers.Conv2D] = layers.Conv2D,
-                 bn: BatchNorm = layers.BatchNormalization):
+                 bn: BatchNorm = layers.BatchNormalization, zero_init_residual: bool = False):
         self.spec = parse_op(op) if isinstance(op, str) else op
         self.prefix = prefix
         self.residual = stride == 1 and in_channels == out_channels
@@ -132,7 +135,8 @@ class BlockLayers:
         self.post = [
             conv(out_channels, 1, padding="same", use_bias=False, groups=spec.groups,
                  name=f"{p}.project_conv"),
-            batch_norm(f"{p}.project_bn", bn),
+            batch_norm(f"{p}.project_bn", bn,
+                       "zeros" if zero_init_residual and self.residual else "ones"),
         ]
         if self.residual:
             self.add = layers.Add(name=f"{p}.add")

@@ -7,7 +7,13 @@ layer, or excluded because the layer is fixed) are never drawn and get probabili
 Modes (`MODES`):
   gumbel_max      hard one-hot of argmax(θ/τ + g); one op per layer runs. Straight-through
                   weights (value 1 on the drawn op, gradient of softmax(θ/τ + g)) as in GDAS.
-  gumbel_softmax  every op runs, weighted by softmax(θ/τ + g) (FBNet; HourNAS table 5 ablation).
+  gumbel_softmax  every op runs, weighted by softmax((θ + g) / τ) (FBNet's relaxation, τ on
+                  z = θ + g as the HourNAS paper says; its table 5 ablation): the
+                  probabilities softmax(θ/τ) jittered by Gumbel noise shrunk by τ, so the
+                  mix starts near uniform at τ = 5 and sharpens as τ falls. (Untempered
+                  noise, softmax(θ/τ + g), gives every step a different lopsided mix, and a
+                  supernet trained on those learns about as little as one trained on
+                  random single paths.)
   softmax         every op runs, weighted by softmax(θ/τ) (DARTS; SETN's relaxed evaluator).
   uniform         one op per layer uniformly among the allowed ones (SETN/SPOS template).
   fixed           the given op indices.
@@ -145,13 +151,18 @@ class ArchParams:
         if mode == "uniform":
             idx = tf.argmax(self._mask(noise), axis=-1, output_type=tf.int32)
             return ArchSample(idx, None, True)
+        if mode == "gumbel_softmax":
+            z = self._mask((tf.convert_to_tensor(self.theta) + noise)
+                           / tf.convert_to_tensor(self.tau))
+            return ArchSample(tf.argmax(z, axis=-1, output_type=tf.int32),
+                              tf.nn.softmax(z, axis=-1), False)
         z = self.logits() if mode == "softmax" else self._mask(self.logits() + noise)
         soft = tf.nn.softmax(z, axis=-1)
         idx = tf.argmax(z, axis=-1, output_type=tf.int32)
         if mode == "gumbel_max":
             hard = tf.one_hot(idx, self.num_ops, dtype=soft.dtype)
             return ArchSample(idx, straight_through(hard, soft), True)
-        return ArchSample(idx, soft, False)
+        return ArchSample(idx, soft, False)  # softmax
 
     def sample(self, mode: str, indices=None) -> ArchSample:
         return self.relax(mode, self.draw_noise(mode), indices)

@@ -27,13 +27,13 @@ _CONFIG_FLAGS = (
     "width_multiplier", "batch_size", "vital_epochs", "nonvital_epochs", "steps_per_epoch",
     "two_stage", "sampler", "vital_sampler", "arch_gradient", "shared_trace", "tau", "tau_decay",
     "alpha", "beta", "num_proposals", "proposal_iterations", "weight_lr", "weight_decay",
-    "arch_lr", "seed", "checkpoint_every", "checkpoint_secs", "latency_table", "data_dir",
-    "space_module")
+    "clip_norm", "arch_lr", "seed", "checkpoint_every", "checkpoint_secs", "latency_table",
+    "data_dir", "space_module")
 _ONESHOT_FLAGS = (
     "dataset", "num_classes", "weight_fraction", "max_images", "cache", "image_size",
     "width_multiplier", "batch_size", "epochs", "steps_per_epoch", "weight_lr", "weight_decay",
-    "arch_lr", "seed", "checkpoint_every", "checkpoint_secs", "latency_table", "data_dir",
-    "space_module",
+    "clip_norm", "arch_lr", "seed", "checkpoint_every", "checkpoint_secs", "latency_table",
+    "data_dir", "space_module",
     "setn_selection", "num_candidates", "top_k", "eval_batches", "tnas_mode", "eps_inc",
     "population", "generations")
 
@@ -71,7 +71,7 @@ def _check_ranges() -> None:
     for name in ("weight_lr", "arch_lr"):
         if not getattr(FLAGS, name) > 0:
             raise TfnasError(f"--{name} must be > 0")
-    for name in ("weight_decay", "alpha", "beta"):
+    for name in ("weight_decay", "clip_norm", "alpha", "beta"):
         if not getattr(FLAGS, name) >= 0:
             raise TfnasError(f"--{name} must be >= 0")
     if FLAGS.two_stage and FLAGS.vital_epochs == 0:

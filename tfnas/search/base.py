@@ -56,6 +56,7 @@ class CommonConfig:
     steps_per_epoch: int = 0
     weight_lr: float = 0.1
     weight_decay: float = 4e-5
+    clip_norm: float = 5.0
     arch_lr: float = 0.01
     seed: int = 0
     checkpoint_every: int = 0

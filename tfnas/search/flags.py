@@ -97,6 +97,12 @@ def define_flags() -> None:
     d.DEFINE_integer("proposal_iterations", 1000, "I_sp: iterations optimizing the proposals.")
     d.DEFINE_float("weight_lr", 0.1, "Learning rate of the weights (SGD, momentum 0.9).")
     d.DEFINE_float("weight_decay", 4e-5, "Weight decay of the weights.")
+    d.DEFINE_float("clip_norm", 5.0,
+                   "Every weight step clips the weights' gradients to this global norm (0: "
+                   "off). At the paper's --weight_lr=0.1 a fresh supernet's first gradients "
+                   "(norms in the tens to hundreds) throw its loss far above chance and a "
+                   "short search never recovers (README, Search). tfnas.train's --clip_norm "
+                   "does the same for retraining.")
     d.DEFINE_float("arch_lr", 0.01, "Learning rate of the architecture parameters (Adam).")
     # SETN and TNAS (one-shot searches).
     d.DEFINE_integer("epochs", 1, "setn/tnas: epochs of supernet (and sampler) training.")

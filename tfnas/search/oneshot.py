@@ -157,7 +157,8 @@ class OneShotSearch(SupernetSearch):
 
         if cfg.algorithm == "setn":
             weight_fn = engine.make_weight_step(net, arch, weight_opt, "uniform", self.strategy,
-                                                loss_scale=loss_scale)
+                                                loss_scale=loss_scale,
+                                                clip_norm=cfg.clip_norm or None)
             arch_fn = engine.make_arch_step(net, arch, arch_opt, "softmax", self.strategy,
                                             loss_scale=loss_scale)
 
@@ -169,7 +170,8 @@ class OneShotSearch(SupernetSearch):
                 return float(loss), 0.0, {"max_p": float(np.max(arch.probabilities()))}
         else:
             weight_fn = engine.make_weight_step(net, arch, weight_opt, "fixed", self.strategy,
-                                                loss_scale=loss_scale)
+                                                loss_scale=loss_scale,
+                                                clip_norm=cfg.clip_norm or None)
             eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
             arch_fn = engine.make_arch_step(net, arch, arch_opt, "gumbel_max", self.strategy,
                                             return_indices=True, loss_scale=loss_scale)

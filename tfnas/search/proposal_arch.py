@@ -56,13 +56,16 @@ class ProposalArchParams(ArchParams):
     def relax(self, mode: str, noise=None, indices=None) -> ArchSample:
         m, L, O = self.num_proposals, self.num_layers, self.num_ops
         g_pi, g_ops = noise[:m], tf.reshape(noise[m:], (L, O))
+        if mode == "gumbel_softmax":  # noise shrunk by τ at both levels (see sampling)
+            tau = tf.convert_to_tensor(self.tau)
+            soft_pi = tf.nn.softmax(tf.convert_to_tensor(self.pi) + g_pi / tau)
+            soft_ops = tf.nn.softmax(self.logits() + g_ops / tau, axis=-1)
+            weights = tf.einsum("m,mlo->lo", soft_pi, soft_ops)
+            return ArchSample(tf.argmax(weights, axis=-1, output_type=tf.int32), weights, False)
         z_pi = tf.convert_to_tensor(self.pi) + g_pi
         z_ops = self.logits() + g_ops  # the same noise for every proposal: [m, L, O]
         soft_pi = tf.nn.softmax(z_pi)
         soft_ops = tf.nn.softmax(z_ops, axis=-1)
-        if mode == "gumbel_softmax":
-            weights = tf.einsum("m,mlo->lo", soft_pi, soft_ops)
-            return ArchSample(tf.argmax(weights, axis=-1, output_type=tf.int32), weights, False)
         chosen = tf.argmax(z_pi, output_type=tf.int32)
         pi_st = straight_through(tf.one_hot(chosen, m), soft_pi)
         idx = tf.argmax(z_ops, axis=-1, output_type=tf.int32)  # [m, L]
