@@ -44,7 +44,8 @@ def apply_gradients(optimizer, grads: Sequence, variables: Sequence,
     the variables were created under (default: the current one). `enabled`: a scalar bool
     tensor; when false nothing is updated, not even `iterations` (a loss-scaled step whose
     gradients overflowed). `clip_norm`: the gradients are first scaled down to that global
-    norm when it is exceeded (the gradients of ops that did not run are zero and add nothing).
+    norm when it is exceeded (None or 0: not clipped; the gradients of ops that did not run are
+    zero and add nothing).
     """
     strategy = strategy or tf.distribute.get_strategy()
     if clip_norm:

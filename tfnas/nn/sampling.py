@@ -152,8 +152,7 @@ class ArchParams:
             idx = tf.argmax(self._mask(noise), axis=-1, output_type=tf.int32)
             return ArchSample(idx, None, True)
         if mode == "gumbel_softmax":
-            z = self._mask((tf.convert_to_tensor(self.theta) + noise)
-                           / tf.convert_to_tensor(self.tau))
+            z = self._mask(self.logits() + noise / tf.convert_to_tensor(self.tau))
             return ArchSample(tf.argmax(z, axis=-1, output_type=tf.int32),
                               tf.nn.softmax(z, axis=-1), False)
         z = self.logits() if mode == "softmax" else self._mask(self.logits() + noise)

@@ -219,7 +219,7 @@ class HourNAS(SupernetSearch):
                                                       loss_scale=loss_scale,
                                                       estimator=cfg.arch_gradient,
                                                       baseline=baseline,
-                                                      clip_norm=cfg.clip_norm or None)
+                                                      clip_norm=cfg.clip_norm)
         sampled = self._expected_cost(arch)
 
         def shown() -> dict[str, float]:
@@ -357,8 +357,7 @@ def _overshot_together(tables: CostTables, targets: dict[str, float], proposals:
     (median), which smaller vital ops would free for the others. If none is above, [] too:
     smaller ops would not help."""
     costs = tables.batch_cost(proposals.sample(samples, 0))
-    within = np.all([np.abs(costs[k] / t - 1) <= 0.05 for k, t in targets.items()], axis=0)
-    if within.mean() >= enough:
+    if np.mean(_largest_miss(costs, targets) <= 0.05) >= enough:
         return []
     return [k for k, t in targets.items() if np.median(costs[k]) > t]
 
@@ -371,12 +370,12 @@ def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
     every target among `samples` draws at the final temperature from that proposal, else
     from the next most likely proposal, and so on. If no draw of any proposal meets them all,
     the draw whose largest relative miss is smallest."""
-    best = arch.derive()
-    if _largest_miss(tables.cost(best), targets) <= tolerance:
-        return best
+    nearest = arch.derive()
+    nearest_miss = _largest_miss(tables.cost(nearest), targets)
+    if nearest_miss <= tolerance:
+        return nearest
     theta, tau = value(arch.theta), value(arch.tau)
     rng = np.random.default_rng(seed)
-    nearest, nearest_miss = best, _largest_miss(tables.cost(best), targets)
     for j in np.argsort(-value(arch.pi), kind="stable"):
         logits = np.where(arch.allowed, theta[j] / tau, -np.inf)
         logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)

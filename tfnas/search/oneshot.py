@@ -158,7 +158,7 @@ class OneShotSearch(SupernetSearch):
         if cfg.algorithm == "setn":
             weight_fn = engine.make_weight_step(net, arch, weight_opt, "uniform", self.strategy,
                                                 loss_scale=loss_scale,
-                                                clip_norm=cfg.clip_norm or None)
+                                                clip_norm=cfg.clip_norm)
             arch_fn = engine.make_arch_step(net, arch, arch_opt, "softmax", self.strategy,
                                             loss_scale=loss_scale)
 
@@ -171,7 +171,7 @@ class OneShotSearch(SupernetSearch):
         else:
             weight_fn = engine.make_weight_step(net, arch, weight_opt, "fixed", self.strategy,
                                                 loss_scale=loss_scale,
-                                                clip_norm=cfg.clip_norm or None)
+                                                clip_norm=cfg.clip_norm)
             eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
             arch_fn = engine.make_arch_step(net, arch, arch_opt, "gumbel_max", self.strategy,
                                             return_indices=True, loss_scale=loss_scale)
