@@ -76,6 +76,14 @@ def test_search_writes_arch_json_and_artifacts(finished):
     assert (record["params"], record["flops"]) == (int(cost["params"]), int(cost["flops"]))
     assert set(record["stages"]) == {"vital", "proposals", "nonvital"}
     assert record["seed"] == 3 and list(record["vital_ops"]) == ["layer2_1"]
+    # What stage 1 learned for the vital layer (stage 2 only sees it fixed).
+    stage1 = record["vital_probabilities"]["layer2_1"]
+    space = tiny_space()
+    assert set(stage1) == set(space.choices[1].legal_ops)
+    assert sum(stage1.values()) == pytest.approx(1, abs=1e-3)
+    assert record["vital_ops"]["layer2_1"] in stage1
+    picked = stage1[record["vital_ops"]["layer2_1"]]
+    assert re.search(rf"layer2_1 .* yes  stage 1: p {picked:.3f}, rank \d of 3", proc.stdout)
     assert os.path.getsize(os.path.join(model_dir, "arch_probs.png")) > 5000
     events = os.listdir(os.path.join(model_dir, "tensorboard"))
     assert any(name.startswith("events.out.tfevents") for name in events)

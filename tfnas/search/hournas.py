@@ -105,6 +105,7 @@ class HourNAS(SupernetSearch):
         plan = StagePlan("vital", self.cfg.vital_epochs, data.weight_steps, data.arch_steps)
         self._train(net, arch, plan, data, penalty=None, sampler=self.cfg.vital_sampler)
         probs = np.asarray(arch.probabilities())
+        self.state["vital_probabilities"] = probs.round(5).tolist()
         cfg = self.cfg
         chosen = _feasible_vital_choice(
             self.tables, cfg.targets, cfg.user_fixed, probs, space.vital_mask(),
@@ -268,6 +269,14 @@ class HourNAS(SupernetSearch):
                                for k, v in self.state.get("vital_ops", {}).items()}}
         probs = np.array(self.state.get("final_probabilities",
                                         np.eye(space.num_ops)[genotype.indices()]))
+        if "vital_probabilities" in self.state:
+            # Stage 2 sees the vital layers as fixed; what chose them is stage 1's θ.
+            vital = space.vital_mask()
+            probs[vital] = np.array(self.state["vital_probabilities"])[vital]
+            extra["vital_probabilities"] = {
+                space.layers[i].name: {space.ops[o]: round(float(probs[i, o]), 4)
+                                       for o in np.flatnonzero(space.legal_mask()[i])}
+                for i in np.flatnonzero(vital)}
         cost = self.tables.cost(genotype.indices())
         missed = {k: cost[k] / t - 1 for k, t in self.cfg.targets.items()
                   if abs(cost[k] / t - 1) > 0.05}
@@ -285,7 +294,7 @@ class HourNAS(SupernetSearch):
                 self.log(warning)
         return self.write_result(
             self.cfg, genotype, self.tables, data.num_classes, probs,
-            f"HourNAS on {space.name}: final op probabilities (red: chosen, *: vital)", extra)
+            f"HourNAS on {space.name}: final op probabilities, vital rows (*) stage 1's; red: chosen", extra)
 
 
 def untrained_vital_warning(loss: float, num_classes: int,

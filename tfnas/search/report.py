@@ -34,7 +34,8 @@ def summary_table(record: dict[str, Any], layer_names: list[str], vital: np.ndar
     ops = record["arch"].split(",")
     lines = [f"searched architecture ({record['space']}):",
              f"  {'layer':<10} {'op':<9} vital"]
-    lines += [f"  {name:<10} {op:<9} {'yes' if v else ''}"
+    stage1 = record.get("vital_probabilities", {})
+    lines += [f"  {name:<10} {op:<9} {_vital_note(stage1.get(name), op) if v else ''}"
               for name, op, v in zip(layer_names, ops, vital)]
     for key, target in record["targets"].items():
         value = record.get(key, record.get(key.replace("_ms", ""), 0))
@@ -44,6 +45,14 @@ def summary_table(record: dict[str, Any], layer_names: list[str], vital: np.ndar
     for stage, info in record.get("stages", {}).items():
         lines.append(f"  stage {stage:<10} {info['seconds']:.1f} s")
     return "\n".join(lines)
+
+
+def _vital_note(stage1: dict[str, float] | None, op: str) -> str:
+    """'yes', with stage 1's probability of the op (and the rank it had) when recorded."""
+    if not stage1:
+        return "yes"
+    rank = sorted(stage1.values(), reverse=True).index(stage1[op]) + 1
+    return f"yes  stage 1: p {stage1[op]:.3f}, rank {rank} of {len(stage1)}"
 
 
 def _fmt(v: float) -> str:
