@@ -118,6 +118,32 @@ def test_fifty_steps_one_trace_a_different_path_each_step_and_a_cost_penalty():
     assert evaluate.experimental_get_tracing_count() == 1
 
 
+def test_perturbation_losses_pin_one_layer_of_the_given_mixture():
+    """Each score is the loss with one layer pinned to one op and the others as given: with
+    one-hot rows elsewhere that is a fixed path's one-shot loss; other layers and illegal
+    ops stay NaN; a mixture elsewhere scores differently."""
+    from tfnas.engine.scoring import OneShotScorer, perturbation_losses
+
+    net = SuperNet(TINY, 10, SHAPE)
+    randomize(net, seed=3)
+    batches = [batch(11), batch(12)]
+    allowed = net.allowed_mask()
+    path = [1, 0, 3]
+    one_hot = np.eye(net.num_ops, dtype=np.float32)[path]
+    calls = []
+    losses = perturbation_losses(net, one_hot, [1], allowed, batches, 8,
+                                 progress=lambda done, total: calls.append((done, total)))
+    scorer = OneShotScorer(net, batches, 8, batch_stats=False)
+    for op in np.flatnonzero(allowed[1]):
+        pinned = [path[0], int(op), path[2]]
+        assert losses[1, op] == pytest.approx(scorer(pinned)["loss"], rel=1e-4)
+    assert np.isnan(losses[[0, 2]]).all() and np.isnan(losses[1, ~allowed[1]]).all()
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    mixed = np.where(allowed, 1.0, 0.0) / allowed.sum(1, keepdims=True)
+    mixture = perturbation_losses(net, mixed.astype(np.float32), [1], allowed, batches, 8)
+    assert not np.allclose(mixture[1, allowed[1]], losses[1, allowed[1]], rtol=1e-3)
+
+
 @pytest.mark.parametrize("clip_norm", [1e-3, None])
 def test_weight_step_clips_the_gradients_to_a_global_norm(clip_norm):
     """With plain SGD at lr 1 a step moves the weights by the gradient itself, so a clipped

@@ -97,6 +97,26 @@ def test_search_writes_arch_json_and_artifacts(finished):
     assert ("stage 1's supernet did not learn" in proc.stdout) == untrained
 
 
+def test_perturbation_selection_fixes_the_vital_op_that_scores_best(tmp_path):
+    model_dir = str(tmp_path / "run")
+    proc = _search(model_dir, "--vital_sampler=gumbel_softmax", "--vital_selection=perturbation",
+                   "--selection_batches=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(model_dir, "arch.json")) as f:
+        record = json.load(f)
+    losses = record["vital_losses"]["layer2_1"]
+    assert record["vital_selection"] == "perturbation"
+    assert set(losses) == set(tiny_space().choices[1].legal_ops)
+    assert all(math.isfinite(v) and v > 0 for v in losses.values())
+    best = min(losses, key=losses.get)
+    stepped = "stepped down from the lowest-loss ops" in proc.stdout
+    assert (record["vital_ops"]["layer2_1"] == best) != stepped
+    assert "scoring vital ops [" in proc.stdout
+    assert re.search(r"layer2_1 .* yes  stage 1: val loss [\d.]+, rank \d of 3", proc.stdout)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert json.load(f)["flags"]["vital_selection"] == "perturbation"
+
+
 def test_vital_ops_are_stepped_down_until_the_targets_can_be_met_together():
     # Large vital ops (stage 1 of a run on these targets) left both targets inside the ranges
     # the other layers reach, yet no architecture within ±5% of both: the params target
@@ -363,6 +383,8 @@ def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
          "--weight_lr must be > 0"),
         (["--space=fbnet", "--target_params=4.8e6", "--clip_norm=-1"],
          "--clip_norm must be >= 0"),
+        (["--space=fbnet", "--target_params=4.8e6", "--selection_batches=0"],
+         "--selection_batches must be >= 1"),
     ]
     for args, fragment in cases:
         proc = run_cli("tfnas.search", *args, f"--model_dir={model_dir}")

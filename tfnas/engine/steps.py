@@ -299,9 +299,12 @@ def make_search_steps(net: SuperNet, arch: ArchParams, weight_optimizer, arch_op
     return weight_step, arch_step
 
 
-def make_eval_step(net: SuperNet, strategy=None, batch_stats: bool = False) -> Callable:
+def make_eval_step(net: SuperNet, strategy=None, batch_stats: bool = False,
+                   mixture: bool = False) -> Callable:
     """A tf.function `step(images, labels, indices) -> (loss sum, correct count)` of one fixed
     path (one-shot evaluation of a candidate with the shared weights), no weight update.
+    With `mixture` the third argument is instead `weights` [L, O], and every op runs weighted
+    by them (one-hot rows pin a layer to one op).
 
     `batch_stats`: normalize with the batch's statistics, as SETN's template network does
     (its BN keeps no running statistics), instead of the moving averages. A supernet's moving
@@ -310,8 +313,14 @@ def make_eval_step(net: SuperNet, strategy=None, batch_stats: bool = False) -> C
     reads them)."""
     strategy = strategy or tf.distribute.get_strategy()
 
-    def replica(images, labels, indices):
-        logits = tf.cast(net(images, training=batch_stats, indices=indices), tf.float32)
+    def replica(images, labels, arch):
+        if mixture:
+            indices = tf.argmax(arch, axis=-1, output_type=tf.int32)
+            logits = net(images, training=batch_stats, indices=indices, weights=arch,
+                         single_path=False)
+        else:
+            logits = net(images, training=batch_stats, indices=arch)
+        logits = tf.cast(logits, tf.float32)
         loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(
             labels, logits, from_logits=True))
         hits = tf.reduce_sum(tf.cast(
@@ -320,8 +329,9 @@ def make_eval_step(net: SuperNet, strategy=None, batch_stats: bool = False) -> C
         return loss, hits
 
     @tf.function(autograph=False, jit_compile=False)  # no XLA on the sampled path
-    def step(images, labels, indices):
-        loss, hits = strategy.run(replica, args=(images, labels, tf.cast(indices, tf.int32)))
+    def step(images, labels, arch):
+        arch = tf.cast(arch, tf.float32 if mixture else tf.int32)
+        loss, hits = strategy.run(replica, args=(images, labels, arch))
         return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
                 strategy.reduce(tf.distribute.ReduceOp.SUM, hits, axis=None))
 

@@ -55,7 +55,8 @@ def _check_ranges() -> None:
     for name, low in positive.items():
         if getattr(FLAGS, name) < low:
             raise TfnasError(f"--{name} must be >= {low}")
-    for name in ("epochs", "num_candidates", "top_k", "eval_batches", "population"):
+    for name in ("epochs", "num_candidates", "top_k", "eval_batches", "selection_batches",
+                 "population"):
         if getattr(FLAGS, name) < 1:
             raise TfnasError(f"--{name} must be >= 1")
     if FLAGS.generations < 0 or FLAGS.eps_inc < 0:
@@ -115,6 +116,9 @@ def main(argv: list[str]) -> int:
         flags_record["mixed_precision"] = FLAGS.mixed_precision
     if hournas:
         flags_record["fix"] = sorted(FLAGS.fix)
+        if FLAGS.vital_selection != "probability":  # also recorded only when set
+            flags_record.update(vital_selection=FLAGS.vital_selection,
+                                selection_batches=FLAGS.selection_batches)
     rundir = RunDir(model_dir)
     rundir.check_writable()  # a foreign or impossible directory fails before TensorFlow loads
     rundir.existing_config()

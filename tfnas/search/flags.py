@@ -70,6 +70,17 @@ def define_flags() -> None:
                   "ops are noise. gumbel_softmax runs every op of the few vital layers, "
                   "weighted, and trains, at several times stage 1's step time (README, "
                   "Search).")
+    d.DEFINE_enum("vital_selection", "probability", ["probability", "perturbation"],
+                  "How stage 1's result fixes each vital layer. probability: its most likely "
+                  "op under θ (the paper's). perturbation: the op whose pinning gives the "
+                  "trained minimal supernet the lowest validation loss, the other vital layers "
+                  "kept as stage 1 ran them (their θ mixture with --vital_sampler="
+                  "gumbel_softmax, else their most likely op); the size of θ need not tell "
+                  "which op the supernet relies on (Wang et al., ICLR 2021). Either way ops "
+                  "are stepped down in that order while the targets cannot be met together.")
+    d.DEFINE_integer("selection_batches", 32,
+                     "--vital_selection=perturbation: validation batches (architecture split, "
+                     "fixed order) that score each vital op.")
     d.DEFINE_enum("arch_gradient", "reinforce", ["reinforce", "straight_through"],
                   "How a sampled path's validation loss trains the architecture parameters "
                   "in a stage that samples with gumbel_max. reinforce: the score function "

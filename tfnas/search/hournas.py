@@ -22,10 +22,12 @@ import tensorflow as tf
 from tfnas import engine
 from tfnas.cost.tables import CostTables, cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
+from tfnas.engine.scoring import perturbation_losses
 from tfnas.errors import TfnasError
 from tfnas.io import write_text
 from tfnas.nn.sampling import ArchParams, LossAverage
 from tfnas.nn.supernet import SuperNet
+from tfnas.progress import Progress
 from tfnas.proposals.budget import describe_ranges, feasible_ranges, make_budget
 from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
 from tfnas.proposals.selector import Proposals
@@ -46,6 +48,8 @@ class SearchConfig(CommonConfig):
     two_stage: bool = True
     sampler: str = "gumbel_max"
     vital_sampler: str = "gumbel_max"
+    vital_selection: str = "probability"
+    selection_batches: int = 32
     arch_gradient: str = "reinforce"
     shared_trace: bool = True
     tau: float = 5.0
@@ -107,8 +111,14 @@ class HourNAS(SupernetSearch):
         probs = np.asarray(arch.probabilities())
         self.state["vital_probabilities"] = probs.round(5).tolist()
         cfg = self.cfg
+        preference = probs
+        if cfg.vital_selection == "perturbation":
+            losses = self._perturbation_losses(net, arch, data)
+            self.state["vital_losses"] = np.where(np.isnan(losses), None,
+                                                  losses.round(5)).tolist()
+            preference = np.nan_to_num(-losses, nan=-np.inf)
         chosen = _feasible_vital_choice(
-            self.tables, cfg.targets, cfg.user_fixed, probs, space.vital_mask(),
+            self.tables, cfg.targets, cfg.user_fixed, preference, space.vital_mask(),
             lambda fixed: optimize_proposals(self.tables, cfg.targets, fixed, cfg.num_proposals,
                                              cfg.proposal_iterations, cfg.beta,
                                              tau=value(arch.tau), seed=cfg.seed))
@@ -116,12 +126,32 @@ class HourNAS(SupernetSearch):
             net.save_weights(self.rundir.file("vital_supernet.weights.h5"))
         names = ", ".join(f"{space.layers[k].name}:{space.ops[v]}" for k, v in chosen.items())
         self.log(f"stage 1 done: vital layers fixed to {names}")
-        stepped = [f"{space.layers[k].name} {space.ops[int(np.argmax(probs[k]))]} -> "
-                   f"{space.ops[v]}" for k, v in chosen.items() if v != np.argmax(probs[k])]
+        stepped = [f"{space.layers[k].name} {space.ops[int(np.argmax(preference[k]))]} -> "
+                   f"{space.ops[v]}" for k, v in chosen.items()
+                   if v != np.argmax(preference[k])]
         if stepped:
-            self.log(f"  stepped down from the most likely ops so the targets can be met: "
+            best = "lowest-loss" if cfg.vital_selection == "perturbation" else "most likely"
+            self.log(f"  stepped down from the {best} ops so the targets can be met: "
                      f"{', '.join(stepped)}")
         return chosen
+
+    def _perturbation_losses(self, net: SuperNet, arch: ArchParams,
+                             data: SearchData) -> np.ndarray:
+        """Validation loss of the minimal supernet with each vital layer pinned to each op,
+        the other layers as stage 1 ran them (`--vital_selection=perturbation`)."""
+        cfg = self.cfg
+        if cfg.vital_sampler == "gumbel_softmax":
+            weights = np.asarray(arch.relax("softmax").weights)
+        else:
+            weights = np.eye(net.num_ops, dtype=np.float32)[arch.derive()]
+        layers = [int(i) for i in np.flatnonzero(cfg.space.vital_mask())
+                  if int(i) not in cfg.user_fixed]
+        allowed = net.allowed_mask()
+        progress = Progress("scoring vital ops", int(allowed[layers].sum()))
+        return perturbation_losses(net, weights, layers, allowed,
+                                   data.validation_batches(cfg.selection_batches),
+                                   cfg.batch_size, self.strategy,
+                                   lambda done, _total: progress.update(done))
 
     # -- proposals --------------------------------------------------------------------------
     def _make_proposals(self, fixed: dict[int, int]) -> Proposals:
@@ -273,10 +303,11 @@ class HourNAS(SupernetSearch):
             # Stage 2 sees the vital layers as fixed; what chose them is stage 1's θ.
             vital = space.vital_mask()
             probs[vital] = np.array(self.state["vital_probabilities"])[vital]
-            extra["vital_probabilities"] = {
-                space.layers[i].name: {space.ops[o]: round(float(probs[i, o]), 4)
-                                       for o in np.flatnonzero(space.legal_mask()[i])}
-                for i in np.flatnonzero(vital)}
+            extra["vital_probabilities"] = _per_vital_op(space, probs)
+        extra["vital_selection"] = self.cfg.vital_selection
+        if "vital_losses" in self.state:
+            losses = np.array(self.state["vital_losses"], dtype=float)
+            extra["vital_losses"] = _per_vital_op(space, losses, ~np.isnan(losses))
         cost = self.tables.cost(genotype.indices())
         missed = {k: cost[k] / t - 1 for k, t in self.cfg.targets.items()
                   if abs(cost[k] / t - 1) > 0.05}
@@ -294,7 +325,16 @@ class HourNAS(SupernetSearch):
                 self.log(warning)
         return self.write_result(
             self.cfg, genotype, self.tables, data.num_classes, probs,
-            f"HourNAS on {space.name}: final op probabilities, vital rows (*) stage 1's; red: chosen", extra)
+            f"HourNAS on {space.name}: final op probabilities, vital rows (*) stage 1's; "
+            "red: chosen", extra)
+
+
+def _per_vital_op(space, values: np.ndarray, keep: np.ndarray | None = None) -> dict:
+    """{vital layer: {op: value}} over the legal (and `keep`) ops, for arch.json."""
+    keep = space.legal_mask() if keep is None else keep & space.legal_mask()
+    return {space.layers[i].name: {space.ops[o]: round(float(values[i, o]), 4)
+                                   for o in np.flatnonzero(keep[i])}
+            for i in np.flatnonzero(space.vital_mask()) if keep[i].any()}
 
 
 def untrained_vital_warning(loss: float, num_classes: int,

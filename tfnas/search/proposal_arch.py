@@ -90,7 +90,8 @@ class ProposalArchParams(ArchParams):
 
     def to_proposals(self, template: Proposals) -> Proposals:
         return Proposals(space=template.space, ops=template.ops,
-                         theta=tf.convert_to_tensor(self.theta).numpy(), pi=tf.convert_to_tensor(self.pi).numpy(),
+                         theta=tf.convert_to_tensor(self.theta).numpy(),
+                         pi=tf.convert_to_tensor(self.pi).numpy(),
                          mask=template.mask, tau=float(tf.convert_to_tensor(self.tau).numpy()),
                          targets=template.targets, fixed=template.fixed, info=template.info)
 

@@ -34,8 +34,10 @@ def summary_table(record: dict[str, Any], layer_names: list[str], vital: np.ndar
     ops = record["arch"].split(",")
     lines = [f"searched architecture ({record['space']}):",
              f"  {'layer':<10} {'op':<9} vital"]
-    stage1 = record.get("vital_probabilities", {})
-    lines += [f"  {name:<10} {op:<9} {_vital_note(stage1.get(name), op) if v else ''}"
+    losses = record.get("vital_losses", {})
+    probs = record.get("vital_probabilities", {})
+    lines += [f"  {name:<10} {op:<9} "
+              f"{_vital_note(losses.get(name), probs.get(name), op) if v else ''}"
               for name, op, v in zip(layer_names, ops, vital)]
     for key, target in record["targets"].items():
         value = record.get(key, record.get(key.replace("_ms", ""), 0))
@@ -47,12 +49,17 @@ def summary_table(record: dict[str, Any], layer_names: list[str], vital: np.ndar
     return "\n".join(lines)
 
 
-def _vital_note(stage1: dict[str, float] | None, op: str) -> str:
-    """'yes', with stage 1's probability of the op (and the rank it had) when recorded."""
-    if not stage1:
-        return "yes"
-    rank = sorted(stage1.values(), reverse=True).index(stage1[op]) + 1
-    return f"yes  stage 1: p {stage1[op]:.3f}, rank {rank} of {len(stage1)}"
+def _vital_note(losses: dict[str, float] | None, probs: dict[str, float] | None,
+                op: str) -> str:
+    """'yes', with what ranked the op after stage 1 (its validation loss when pinned, else
+    its probability) and its rank, when recorded."""
+    if losses and op in losses:
+        rank = sorted(losses.values()).index(losses[op]) + 1
+        return f"yes  stage 1: val loss {losses[op]:.3f}, rank {rank} of {len(losses)}"
+    if probs and op in probs:
+        rank = sorted(probs.values(), reverse=True).index(probs[op]) + 1
+        return f"yes  stage 1: p {probs[op]:.3f}, rank {rank} of {len(probs)}"
+    return "yes"
 
 
 def _fmt(v: float) -> str:
