@@ -76,8 +76,10 @@ def define_flags() -> None:
                   "trained minimal supernet the lowest validation loss, the other vital layers "
                   "kept as stage 1 ran them (their θ mixture with --vital_sampler="
                   "gumbel_softmax, else their most likely op); the size of θ need not tell "
-                  "which op the supernet relies on (Wang et al., ICLR 2021). Either way ops "
-                  "are stepped down in that order while the targets cannot be met together.")
+                  "which op the supernet relies on (Wang et al., ICLR 2021). Either way, when "
+                  "those ops leave the targets out of reach together, the search takes the "
+                  "best-scoring joint choice (summed log-probabilities or losses) that "
+                  "reaches them.")
     d.DEFINE_integer("selection_batches", 32,
                      "--vital_selection=perturbation: validation batches (architecture split, "
                      "fixed order) that score each vital op.")

@@ -28,13 +28,14 @@ from tfnas.io import write_text
 from tfnas.nn.sampling import ArchParams, LossAverage
 from tfnas.nn.supernet import SuperNet
 from tfnas.progress import Progress
-from tfnas.proposals.budget import describe_ranges, feasible_ranges, make_budget
+from tfnas.proposals.budget import make_budget
 from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
 from tfnas.proposals.selector import Proposals
 from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value
 from tfnas.search.data import SearchData
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
+from tfnas.search.vital_choice import feasible_vital_choice, largest_miss
 from tfnas.space.genotype import Genotype
 
 
@@ -111,13 +112,13 @@ class HourNAS(SupernetSearch):
         probs = np.asarray(arch.probabilities())
         self.state["vital_probabilities"] = probs.round(5).tolist()
         cfg = self.cfg
-        preference = probs
+        preference = np.log(np.maximum(probs, 1e-30))  # summed: the joint choice's likelihood
         if cfg.vital_selection == "perturbation":
             losses = self._perturbation_losses(net, arch, data)
             self.state["vital_losses"] = np.where(np.isnan(losses), None,
                                                   losses.round(5)).tolist()
             preference = np.nan_to_num(-losses, nan=-np.inf)
-        chosen = _feasible_vital_choice(
+        chosen = feasible_vital_choice(
             self.tables, cfg.targets, cfg.user_fixed, preference, space.vital_mask(),
             lambda fixed: optimize_proposals(self.tables, cfg.targets, fixed, cfg.num_proposals,
                                              cfg.proposal_iterations, cfg.beta,
@@ -131,7 +132,7 @@ class HourNAS(SupernetSearch):
                    if v != np.argmax(preference[k])]
         if stepped:
             best = "lowest-loss" if cfg.vital_selection == "perturbation" else "most likely"
-            self.log(f"  stepped down from the {best} ops so the targets can be met: "
+            self.log(f"  changed from the {best} ops so the targets can be met: "
                      f"{', '.join(stepped)}")
         return chosen
 
@@ -352,65 +353,6 @@ def untrained_vital_warning(loss: float, num_classes: int,
             f"no better than random picks; try {remedies} (README, Search)")
 
 
-def _feasible_vital_choice(tables: CostTables, targets: dict[str, float],
-                           user_fixed: dict[int, int], probs: np.ndarray,
-                           vital: np.ndarray,
-                           proposals: Callable[[dict[int, int]], Proposals] | None = None
-                           ) -> dict[int, int]:
-    """The most probable op of every vital layer, stepped down while the targets cannot be
-    met with it: each target must lie in the range the other layers can still reach, and the
-    `proposals` optimized for that budget (if given) must draw architectures that meet all of
-    them at once (large vital ops can leave one objective's target reachable only by
-    overshooting another's)."""
-    allowed = tables.legal.copy()
-    for layer, op in user_fixed.items():
-        allowed[layer] = False
-        allowed[layer, op] = True
-    layers = [int(i) for i in np.flatnonzero(vital) if int(i) not in user_fixed]
-    ranked = {i: [int(o) for o in np.argsort(-probs[i]) if allowed[i, o]] for i in layers}
-    rank = {i: 0 for i in layers}
-
-    def choice():
-        return {**user_fixed, **{i: ranked[i][rank[i]] for i in layers}}
-
-    def off(fixed) -> dict[str, int]:
-        """The objectives to move, +1 down or -1 up ({} when the targets can be met)."""
-        ranges = feasible_ranges(tables, targets, fixed)
-        out = {k: 1 if targets[k] < lo else -1
-               for k, (lo, hi) in ranges.items() if not lo <= targets[k] <= hi}
-        if out or proposals is None:
-            return out
-        return {k: 1 for k in _overshot_together(tables, targets, proposals(fixed))}
-
-    violated = off(choice())
-    while violated:
-        # Step the layer whose next most probable op moves the violated objectives most.
-        steps = {}
-        for i in layers:
-            if rank[i] + 1 < len(ranked[i]):
-                now, nxt = ranked[i][rank[i]], ranked[i][rank[i] + 1]
-                steps[i] = sum(d * (tables.tables[k][i, now] - tables.tables[k][i, nxt])
-                               / targets[k] for k, d in violated.items())
-        if not steps:
-            raise TfnasError("no choice of vital ops lets the targets be met: "
-                             + describe_ranges(feasible_ranges(tables, targets, user_fixed)))
-        rank[max(steps, key=steps.get)] += 1
-        violated = off(choice())
-    return {i: ranked[i][rank[i]] for i in layers}
-
-
-def _overshot_together(tables: CostTables, targets: dict[str, float], proposals: Proposals,
-                       samples: int = 4000, enough: float = 0.2) -> list[str]:
-    """[] when at least `enough` of the proposals' draws are within ±5% of every target at
-    once (they usually are, 90% and more); else the objectives their draws put above target
-    (median), which smaller vital ops would free for the others. If none is above, [] too:
-    smaller ops would not help."""
-    costs = tables.batch_cost(proposals.sample(samples, 0))
-    if np.mean(_largest_miss(costs, targets) <= 0.05) >= enough:
-        return []
-    return [k for k, t in targets.items() if np.median(costs[k]) > t]
-
-
 def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
                                targets: dict[str, float], seed: int, tolerance: float = 0.05,
                                samples: int = 20_000) -> np.ndarray:
@@ -420,7 +362,7 @@ def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
     from the next most likely proposal, and so on. If no draw of any proposal meets them all,
     the draw whose largest relative miss is smallest."""
     nearest = arch.derive()
-    nearest_miss = _largest_miss(tables.cost(nearest), targets)
+    nearest_miss = largest_miss(tables.cost(nearest), targets)
     if nearest_miss <= tolerance:
         return nearest
     theta, tau = value(arch.theta), value(arch.tau)
@@ -429,7 +371,7 @@ def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
         logits = np.where(arch.allowed, theta[j] / tau, -np.inf)
         logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
         draws = np.argmax(logits + rng.gumbel(size=(samples,) + logits.shape), axis=-1)
-        miss = _largest_miss(tables.batch_cost(draws), targets)
+        miss = largest_miss(tables.batch_cost(draws), targets)
         ok = miss <= tolerance
         if ok.any():
             score = logp[np.arange(logits.shape[0]), draws[ok]].sum(axis=1)
@@ -437,11 +379,6 @@ def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
         if miss.min() < nearest_miss:
             nearest, nearest_miss = draws[int(np.argmin(miss))], float(miss.min())
     return nearest
-
-
-def _largest_miss(cost: dict, targets: dict[str, float]):
-    """max over the targets of |cost / target - 1| (arrays of costs give an array)."""
-    return np.max([np.abs(np.asarray(cost[k]) / t - 1) for k, t in targets.items()], axis=0)
 
 
 def _copy_shared_weights(source: SuperNet, target: SuperNet) -> None:
