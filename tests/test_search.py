@@ -221,8 +221,8 @@ def test_result_comes_from_a_proposal_that_meets_the_targets():
 
     from tfnas.proposals.optimizer import optimize_proposals
     from tfnas.search.hournas import most_likely_within_targets
-    from tfnas.search.vital_choice import largest_miss
     from tfnas.search.proposal_arch import ProposalArchParams
+    from tfnas.search.vital_choice import largest_miss
     from tfnas.space import get_space
 
     space = get_space("efficientnet")

@@ -35,7 +35,7 @@ from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value
 from tfnas.search.data import SearchData
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
-from tfnas.search.vital_choice import feasible_vital_choice, largest_miss
+from tfnas.search.vital_choice import TOLERANCE, feasible_vital_choice, largest_miss
 from tfnas.space.genotype import Genotype
 
 
@@ -354,7 +354,7 @@ def untrained_vital_warning(loss: float, num_classes: int,
 
 
 def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
-                               targets: dict[str, float], seed: int, tolerance: float = 0.05,
+                               targets: dict[str, float], seed: int, tolerance: float = TOLERANCE,
                                samples: int = 20_000) -> np.ndarray:
     """Algorithm 1's last line: the most likely ops of the most likely proposal; if that
     argmax misses a target by more than `tolerance`, the most likely architecture that meets
