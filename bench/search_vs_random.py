@@ -2,7 +2,7 @@
 
   python bench/search_vs_random.py --flagfile=configs/fbnet.cfg [--epochs=3] [--random=5]
       [--train_images=20000] [--image_size=32] [--width_multiplier=0.5]
-      [--searched=DIR/arch.json] [search flags...]
+      [--searched=DIR/arch.json] [--work_dir=DIR] [search flags...]
 
 1. Runs `python -m tfnas.search` with the given flags on Fashion-MNIST (SPEC §2: the IDX
    files at --data_dir or the Debian location), unless --searched names the arch.json of a
@@ -31,15 +31,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 OWN = {"epochs": "3", "random": "5", "image_size": "32", "width_multiplier": "0.5",
-       "seed": "0", "dataset": "fashion_mnist", "train_images": "20000", "searched": ""}
+       "seed": "0", "dataset": "fashion_mnist", "train_images": "20000", "searched": "", "work_dir": ""}
 
 
-def run(module: str, *args: str) -> subprocess.CompletedProcess:
+def run(module: str, *args: str, show: bool = False) -> subprocess.CompletedProcess:
+    """Runs `python -m module args`; `show` passes its output through instead of keeping it."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
+                          capture_output=not show, text=True)
     if proc.returncode != 0:
-        sys.exit(f"{module} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        last = "see its output above" if show else (proc.stderr.strip().splitlines() or ["?"])[-1]
+        sys.exit(f"{module} failed: {last}")
     return proc
 
 
@@ -76,14 +78,15 @@ def main(argv: list[str]) -> None:
                   f"--width_multiplier={own['width_multiplier']}", f"--seed={own['seed']}",
                   f"--max_images={own['train_images']}"]
     with tempfile.TemporaryDirectory() as tmp:
-        searched = own["searched"] or os.path.join(tmp, "search", "arch.json")
+        work = own["work_dir"] or tmp
+        searched = own["searched"] or os.path.join(work, "search", "arch.json")
         if not own["searched"]:
             print(f"searching ({' '.join(search_args)}, seed {own['seed']}) ...", flush=True)
             run("tfnas.search", *search_args, f"--dataset={own['dataset']}",
                 f"--seed={own['seed']}",
                 f"--image_size={own['image_size']}",
                 f"--width_multiplier={own['width_multiplier']}",
-                f"--model_dir={os.path.dirname(searched)}")
+                f"--model_dir={os.path.dirname(searched)}", show=True)
         with open(searched) as f:
             record = json.load(f)
         print(f"searched: {record['arch']} (params {record['params']:,}, FLOPs "
@@ -96,7 +99,7 @@ def main(argv: list[str]) -> None:
             nets[f"random{i + 1}"] = ",".join(space.ops[o] for o in row)
         accuracy = {}
         for name, arch in nets.items():
-            out = os.path.join(tmp, f"{name}.keras")
+            out = os.path.join(work, f"{name}.keras")
             print(f"  retraining {name} ...", end="\r", flush=True)
             proc = run("tfnas.train", f"--arch={arch}", f"--space={space.name}",
                        f"--out={out}", *train_args)
