@@ -195,6 +195,30 @@ def test_vital_choice_is_found_when_one_target_needs_big_ops_and_the_other_small
     assert sum(chosen[k] != ops[o[0]] for k, o in zip(vital, order)) <= 3
 
 
+def test_vital_choice_skips_ops_whose_ranges_miss_the_exact_target():
+    # Small vital ops (e1/e3) can reach the params target's -5% edge, so the hull passes
+    # them, but not 5.3M itself, which the proposals' optimizer requires: the choice stopped
+    # the search with "infeasible targets ... with 7 fixed layer(s)" (2026-12-06; 4 of 10
+    # random preferences on efficientnet.cfg's targets did).
+    import numpy as np
+
+    from tfnas.search.vital_choice import CostHull, feasible_vital_choice, targets_in_range
+
+    space, tables, targets, proposals, within = _efficientnet_choice_case()
+    picked = {0: 0, 1: 0, 5: 3, 9: 3, 13: 4, 17: 4, 21: 1}
+    probs = np.random.default_rng(0).uniform(0.0, 0.1, (space.num_layers, space.num_ops))
+    for layer, op in picked.items():
+        probs[layer, op] = 1.0
+
+    assert CostHull(tables, targets, tables.legal).reaches(picked)
+    assert tables.range("params", picked)[1] < targets["params"]
+    assert not targets_in_range(tables, targets, picked)
+    chosen = feasible_vital_choice(tables, targets, {}, np.log(probs), space.vital_mask(),
+                                   proposals)
+    assert targets_in_range(tables, targets, chosen)
+    assert within(chosen) >= 0.2
+
+
 def test_cost_hull_rejects_a_box_no_architecture_reaches():
     import numpy as np
 

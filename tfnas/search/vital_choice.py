@@ -58,15 +58,20 @@ class CostHull:
         return bool(np.all(support >= self.box_min))
 
 
+def targets_in_range(tables: CostTables, targets: dict[str, float],
+                     fixed: dict[int, int]) -> bool:
+    """Whether every target itself (not just its ±5% box) lies within what the space reaches
+    with `fixed`: the proposals' optimizer refuses targets outside that range."""
+    return all(lo <= targets[k] <= hi
+               for k, (lo, hi) in feasible_ranges(tables, targets, fixed).items())
+
+
 def proposals_accept(tables: CostTables, targets: dict[str, float], proposals: Proposals,
                      samples: int = 4000, enough: float = 0.2) -> bool:
     """Whether at least `enough` of the proposals' draws are within ±5% of every target at
-    once (they usually are, 90% and more), or, failing that, none of the objectives is above
-    its target in the draws' median (what the step-down before 2026-12-06 could not mend)."""
+    once (they usually are, 90% and more)."""
     costs = tables.batch_cost(proposals.sample(samples, 0))
-    if np.mean(largest_miss(costs, targets) <= TOLERANCE) >= enough:
-        return True
-    return all(np.median(costs[k]) <= t for k, t in targets.items())
+    return bool(np.mean(largest_miss(costs, targets) <= TOLERANCE) >= enough)
 
 
 def feasible_vital_choice(tables: CostTables, targets: dict[str, float],
@@ -78,11 +83,13 @@ def feasible_vital_choice(tables: CostTables, targets: dict[str, float],
 
     `preference` [layers, ops] is higher for better ops and adds up over layers
     (log-probabilities, or negative validation losses). Joint choices are visited best
-    first, by the summed drop from each layer's favourite op; the first whose costs
-    `CostHull.reaches` and, given `proposals` (vital ops -> proposals optimized for the
-    rest of the budget), whose proposals draw at least 20% of architectures within ±5% of
-    every target (`proposals_accept`), is returned. Large vital ops can pass the first check and fail the second:
-    they spend one objective that another's target needs.
+    first, by the summed drop from each layer's favourite op. The first one is returned that
+    passes three checks, cheapest first: `CostHull.reaches` (the ±5% box can be reached at
+    all), `targets_in_range` (the proposals' optimizer accepts the targets) and, given
+    `proposals` (vital ops -> proposals optimized for the rest of the budget),
+    `proposals_accept` (at least 20% of their draws within ±5% of every target). Large vital
+    ops can pass the first checks and fail the last: they spend one objective that another's
+    target needs.
     """
     allowed = tables.legal.copy()
     for layer, op in user_fixed.items():
@@ -106,7 +113,7 @@ def feasible_vital_choice(tables: CostTables, targets: dict[str, float],
             break
         _, ranks, last = heapq.heappop(heap)
         fixed = choice(ranks)
-        if hull.reaches(fixed) and (
+        if hull.reaches(fixed) and targets_in_range(tables, targets, fixed) and (
                 proposals is None or proposals_accept(tables, targets, proposals(fixed))):
             return {i: fixed[i] for i in layers}
         for j in range(last, len(layers)):
