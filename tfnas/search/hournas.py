@@ -118,11 +118,8 @@ class HourNAS(SupernetSearch):
             self.state["vital_losses"] = np.where(np.isnan(losses), None,
                                                   losses.round(5)).tolist()
             preference = np.nan_to_num(-losses, nan=-np.inf)
-        chosen = feasible_vital_choice(
-            self.tables, cfg.targets, cfg.user_fixed, preference, space.vital_mask(),
-            lambda fixed: optimize_proposals(self.tables, cfg.targets, fixed, cfg.num_proposals,
-                                             cfg.proposal_iterations, cfg.beta,
-                                             tau=value(arch.tau), seed=cfg.seed))
+        chosen = feasible_vital_choice(self.tables, cfg.targets, cfg.user_fixed, preference,
+                                       space.vital_mask(), self._optimize_proposals)
         if self.chief:
             net.save_weights(self.rundir.file("vital_supernet.weights.h5"))
         names = ", ".join(f"{space.layers[k].name}:{space.ops[v]}" for k, v in chosen.items())
@@ -155,16 +152,22 @@ class HourNAS(SupernetSearch):
                                    lambda done, _total: progress.update(done))
 
     # -- proposals --------------------------------------------------------------------------
+    def _optimize_proposals(self, fixed: dict[int, int]) -> Proposals:
+        """Proposals for the budget `fixed` leaves, at the temperature stage 1 ended with."""
+        cfg = self.cfg
+        return optimize_proposals(self.tables, cfg.targets, fixed, cfg.num_proposals,
+                                  cfg.proposal_iterations, cfg.beta,
+                                  tau=float(self.state.get("tau_after_vital", cfg.tau)),
+                                  seed=cfg.seed)
+
     def _make_proposals(self, fixed: dict[int, int]) -> Proposals:
-        tau = float(self.state.get("tau_after_vital", self.cfg.tau))
         try:
-            proposals = optimize_proposals(
-                self.tables, self.cfg.targets, fixed, self.cfg.num_proposals,
-                self.cfg.proposal_iterations, self.cfg.beta, tau=tau, seed=self.cfg.seed)
+            proposals = self._optimize_proposals(fixed)
         except TfnasError as e:
             raise TfnasError(f"after stage 1: {e}") from None
         self.log(f"proposals: {proposals.num_proposals} optimized in "
-                 f"{proposals.info['seconds']:.2f} s at tau {tau:.3f}")
+                 f"{proposals.info['seconds']:.2f} s at tau "
+                 f"{float(self.state.get('tau_after_vital', self.cfg.tau)):.3f}")
         return proposals
 
     def _write_proposals_json(self) -> None:
