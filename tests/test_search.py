@@ -219,6 +219,28 @@ def test_vital_choice_skips_ops_whose_ranges_miss_the_exact_target():
     assert within(chosen) >= 0.2
 
 
+def test_vital_choice_gives_up_after_a_bounded_number_of_proposal_checks():
+    # Each proposals' check optimizes proposals (about 0.2 s): a choice that the costs allow
+    # but whose proposals never land must end in one clear error, not a search that hangs.
+    import numpy as np
+
+    from tfnas.proposals.optimizer import optimize_proposals
+    from tfnas.search.vital_choice import feasible_vital_choice
+
+    space, tables, targets, _, _ = _efficientnet_choice_case()
+    calls = []
+
+    def never_accepted(fixed):
+        calls.append(fixed)
+        far = {k: t * 0.8 for k, t in targets.items()}  # draws 20% below both targets
+        return optimize_proposals(tables, far, {}, 2, 50, tau=4.95, seed=0)
+
+    with pytest.raises(TfnasError, match="the 3 most preferred choices of vital ops"):
+        feasible_vital_choice(tables, targets, {}, np.zeros(tables.legal.shape),
+                              space.vital_mask(), never_accepted, max_proposal_checks=3)
+    assert len(calls) == 3 and len({tuple(sorted(c.items())) for c in calls}) == 3
+
+
 def test_cost_hull_rejects_a_box_no_architecture_reaches():
     import numpy as np
 
@@ -447,6 +469,9 @@ def test_two_workers_on_localhost_agree(tmp_path):
         *TINY, f"--dataset=tfrecord:{pattern}", "--num_classes=10", "--cache=none",
         "--batch_size=16", "--steps_per_epoch=0", "--checkpoint_every=4"])
     assert chief == worker
+    # Stage 2 warm-starts on each worker from its own copy of stage 1's weights, never from a
+    # file another process may still be writing.
+    assert os.path.exists(tmp_path / "mw" / ".worker1" / "vital_supernet.weights.h5")
 
 
 def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):

@@ -19,7 +19,7 @@ def define_flags() -> None:
     d.DEFINE_string("model_dir", None,
                     "Run directory: checkpoints, TensorBoard logs, config.json and the result "
                     "arch.json. Rerunning the same command on it resumes the search. Default: "
-                    "runs/<space>.")
+                    "runs/<space> (hournas), runs/<space>_<algorithm> (setn, tnas).")
     d.DEFINE_enum("algorithm", "hournas", ["hournas", "setn", "tnas"],
                   "Search algorithm. hournas: vital blocks first on a minimal supernet, then "
                   "non-vital blocks inside space proposals (MBConv spaces, needs targets). "
@@ -52,7 +52,8 @@ def define_flags() -> None:
     d.DEFINE_float("width_multiplier", 0.5, "Channel width of the proxy supernet.")
     d.DEFINE_integer("batch_size", 32, "Global batch size (split across replicas).")
     # Schedule.
-    d.DEFINE_integer("vital_epochs", 1, "E_vital: epochs of stage 1 (vital blocks).")
+    d.DEFINE_integer("vital_epochs", 1, "E_vital: epochs of stage 1 (vital blocks). With "
+                     "--two_stage=false they are added to the single stage's epochs.")
     d.DEFINE_integer("nonvital_epochs", 1, "E_n-vital: epochs of stage 2 (non-vital blocks).")
     d.DEFINE_integer("steps_per_epoch", 0,
                      "Weight steps per epoch (0: one pass over the weight split). Architecture "
@@ -82,7 +83,8 @@ def define_flags() -> None:
                   "reaches them.")
     d.DEFINE_integer("selection_batches", 32,
                      "--vital_selection=perturbation: validation batches (architecture split, "
-                     "fixed order) that score each vital op.")
+                     "fixed order) that score each vital op; at most the split's full batches "
+                     "(25 on the default MNIST data).")
     d.DEFINE_enum("arch_gradient", "reinforce", ["reinforce", "straight_through"],
                   "How a sampled path's validation loss trains the architecture parameters "
                   "in a stage that samples with gumbel_max. reinforce: the score function "
@@ -104,7 +106,9 @@ def define_flags() -> None:
     # HourNAS hyper-parameters.
     d.DEFINE_float("tau", 5.0, "Initial Gumbel temperature.")
     d.DEFINE_float("tau_decay", 0.9999, "Temperature multiplier per iteration.")
-    d.DEFINE_float("alpha", 5.0, "Slope of the resource term in the architecture loss.")
+    d.DEFINE_float("alpha", 5.0, "Slope of the resource term in stage 2's architecture loss: "
+                   "alpha x the proposals' loss (eq. 7: expected |R - T| / M per "
+                   "proposal plus beta x orthogonality), exact from softmax(Theta / tau).")
     d.DEFINE_float("beta", 1e-2, "Weight of the proposals' orthogonality term (eq. 7).")
     d.DEFINE_integer("num_proposals", 8, "m: number of space proposals.")
     d.DEFINE_integer("proposal_iterations", 1000, "I_sp: iterations optimizing the proposals.")
@@ -149,7 +153,7 @@ def define_flags() -> None:
                   "calls and buys no step time; with a GPU it stays on for its layout and fusion "
                   "passes. "
                   "It changes float rounding, so the searched arch may differ between on and "
-                  "off.")
+                  "off; not recorded in config.json, so a run may resume with another value.")
     d.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
     d.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"],
                   "Keras' mixed policy for the supernet: bfloat16 or float16 compute; float32 "
@@ -168,4 +172,5 @@ def define_flags() -> None:
                    "the end of every stage). Saving a full supernet takes seconds on CPU, so a "
                    "step count alone would cost short-step CPU runs much of their time.")
     d.DEFINE_bool("deterministic", True,
-                  "Deterministic TF ops, so a resumed run ends as an uninterrupted one.")
+                  "Deterministic TF ops, so a resumed run ends as an uninterrupted one. Not "
+                  "recorded in config.json: resuming with false gives up that guarantee.")

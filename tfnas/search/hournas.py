@@ -31,7 +31,8 @@ from tfnas.progress import Progress
 from tfnas.proposals.budget import make_budget
 from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
 from tfnas.proposals.selector import Proposals
-from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value
+from tfnas.search.base import (CommonConfig, StagePlan, SupernetSearch, save_weights_atomically,
+                               value, worker_dir)
 from tfnas.search.data import SearchData
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
@@ -120,8 +121,7 @@ class HourNAS(SupernetSearch):
             preference = np.nan_to_num(-losses, nan=-np.inf)
         chosen = feasible_vital_choice(self.tables, cfg.targets, cfg.user_fixed, preference,
                                        space.vital_mask(), self._optimize_proposals)
-        if self.chief:
-            net.save_weights(self.rundir.file("vital_supernet.weights.h5"))
+        save_weights_atomically(net, self._vital_weights_path())
         names = ", ".join(f"{space.layers[k].name}:{space.ops[v]}" for k, v in chosen.items())
         self.log(f"stage 1 done: vital layers fixed to {names}")
         stepped = [f"{space.layers[k].name} {space.ops[int(np.argmax(preference[k]))]} -> "
@@ -191,7 +191,7 @@ class HourNAS(SupernetSearch):
             net = self._supernet(data, fixed=fixed, vital_only=False)
             arch = ProposalArchParams(proposals, net.allowed_mask(), proposals.tau,
                                       self.cfg.tau_decay, seed=self.cfg.seed + 1)
-        vital_weights = self.rundir.file("vital_supernet.weights.h5")
+        vital_weights = self._vital_weights_path()
         epochs = self.cfg.nonvital_epochs if self.cfg.two_stage else (
             self.cfg.vital_epochs + self.cfg.nonvital_epochs)
         plan = StagePlan("nonvital", epochs, data.weight_steps, data.arch_steps)
@@ -208,6 +208,9 @@ class HourNAS(SupernetSearch):
             warm = lambda: _copy_shared_weights(  # noqa: E731
                 self._supernet(data, self.cfg.user_fixed, vital_only=True, weights=vital_weights),
                 net)
+        elif self.cfg.two_stage:
+            self.log(f"warning: {vital_weights} is missing, so stage 2 starts from new "
+                     "weights instead of stage 1's")
         self._train(net, arch, plan, data, penalty=penalty, warm_start=warm)
         final = most_likely_within_targets(arch, self.tables, self.cfg.targets,
                                            seed=self.cfg.seed)
@@ -216,6 +219,12 @@ class HourNAS(SupernetSearch):
         return final
 
     # -- shared machinery -------------------------------------------------------------------
+    def _vital_weights_path(self) -> str:
+        """Stage 1's trained weights, which stage 2 starts from. Every worker keeps its own
+        copy: a worker that read the chief's could find it not yet written and diverge."""
+        name = "vital_supernet.weights.h5"
+        return self.rundir.file(name) if self.chief else worker_dir(self.rundir, name)
+
     def _supernet(self, data: SearchData, fixed: dict[int, int], vital_only: bool,
                   weights: str | None = None) -> SuperNet:
         # Seeded per stage: a resumed run builds the same initial weights as an uninterrupted one.
@@ -314,10 +323,10 @@ class HourNAS(SupernetSearch):
             extra["vital_losses"] = _per_vital_op(space, losses, ~np.isnan(losses))
         cost = self.tables.cost(genotype.indices())
         missed = {k: cost[k] / t - 1 for k, t in self.cfg.targets.items()
-                  if abs(cost[k] / t - 1) > 0.05}
+                  if abs(cost[k] / t - 1) > TOLERANCE}
         if missed:
             self.log("warning: no architecture drawn from the proposals met every target "
-                     "within 5%, so the result is the draw nearest them, off by "
+                     f"within {TOLERANCE:.0%}, so the result is the draw nearest them, off by "
                      + ", ".join(f"{k} {d:+.1%}" for k, d in missed.items()))
         vital_loss = self.state.get("weight_loss", {}).get("vital")
         if vital_loss is not None:

@@ -44,7 +44,8 @@ from tfnas.engine.scoring import OneShotScorer
 from tfnas.nn.sampling import ArchParams
 from tfnas.nn.supernets import make_supernet
 from tfnas.samplers import selection
-from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value, worker_dir
+from tfnas.search.base import (CommonConfig, StagePlan, SupernetSearch, save_weights_atomically,
+                               value, worker_dir)
 from tfnas.search.data import SearchData
 from tfnas.search.rundir import RunDir
 from tfnas.space.base import SearchSpace
@@ -211,9 +212,7 @@ class OneShotSearch(SupernetSearch):
     def _save_supernet(self) -> None:
         if not self.chief:
             return
-        tmp = self.weights_file[:-len(".weights.h5")] + ".tmp.weights.h5"
-        self.net.save_weights(tmp)
-        os.replace(tmp, self.weights_file)
+        save_weights_atomically(self.net, self.weights_file)
         tmp = self.theta_file + ".tmp.npy"
         np.save(tmp, np.asarray(value(self.arch.theta)))
         os.replace(tmp, self.theta_file)

@@ -78,7 +78,8 @@ def feasible_vital_choice(tables: CostTables, targets: dict[str, float],
                           user_fixed: dict[int, int], preference: np.ndarray,
                           vital: np.ndarray,
                           proposals: Callable[[dict[int, int]], Proposals] | None = None,
-                          max_visits: int = 1_000_000) -> dict[int, int]:
+                          max_visits: int = 1_000_000,
+                          max_proposal_checks: int = 64) -> dict[int, int]:
     """The vital ops of highest total `preference` that let the targets be met.
 
     `preference` [layers, ops] is higher for better ops and adds up over layers
@@ -89,7 +90,8 @@ def feasible_vital_choice(tables: CostTables, targets: dict[str, float],
     `proposals` (vital ops -> proposals optimized for the rest of the budget),
     `proposals_accept` (at least 20% of their draws within ±5% of every target). Large vital
     ops can pass the first checks and fail the last: they spend one objective that another's
-    target needs.
+    target needs. Proposals take a fraction of a second each, so at most
+    `max_proposal_checks` choices get that far before the search gives up.
     """
     allowed = tables.legal.copy()
     for layer, op in user_fixed.items():
@@ -108,14 +110,23 @@ def feasible_vital_choice(tables: CostTables, targets: dict[str, float],
     # Each rank vector is pushed once, by incrementing one position at or after the last one
     # incremented; drops never decrease along a layer's ranking, so pops come best first.
     heap = [(0.0, (0,) * len(layers), 0)]
+    checked = 0
     for _ in range(max_visits):
         if not heap:
             break
         _, ranks, last = heapq.heappop(heap)
         fixed = choice(ranks)
-        if hull.reaches(fixed) and targets_in_range(tables, targets, fixed) and (
-                proposals is None or proposals_accept(tables, targets, proposals(fixed))):
-            return {i: fixed[i] for i in layers}
+        if hull.reaches(fixed) and targets_in_range(tables, targets, fixed):
+            if proposals is None:
+                return {i: fixed[i] for i in layers}
+            if proposals_accept(tables, targets, proposals(fixed)):
+                return {i: fixed[i] for i in layers}
+            checked += 1
+            if checked >= max_proposal_checks:
+                raise TfnasError(
+                    f"the {checked} most preferred choices of vital ops that the costs allow "
+                    f"each leave under 20% of their proposals' draws within ±{TOLERANCE:.0%} "
+                    "of every target; relax one target or fix vital ops with --fix")
         for j in range(last, len(layers)):
             if ranks[j] + 1 < len(ranked[j]):
                 step = ranks[:j] + (ranks[j] + 1,) + ranks[j + 1:]
