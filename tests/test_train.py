@@ -64,6 +64,24 @@ def test_same_seed_retrains_the_same_model(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
+def test_nb201_result_retrains_and_exports(tmp_path):
+    # The one-shot searches write nb201 arch.json files; retraining and export used to reach
+    # the MBConv builder and end in an AttributeError.
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"space": "nb201", "arch": "nor_conv_3x3,nor_conv_1x1,"
+                                "avg_pool_3x3,skip_connect,nor_conv_3x3,none"}))
+    out = tmp_path / "trained.keras"
+    proc = run_cli("tfnas.train", f"--arch={arch}", "--epochs=1", "--max_images=128",
+                   "--image_size=16", "--batch_size=32", "--width_multiplier=0.5",
+                   f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    model = keras.models.load_model(out)
+    assert model.get_layer("stem.conv").filters == 8  # C = 16 x 0.5
+    assert json.loads((tmp_path / "trained.metrics.json").read_text())["space"] == "nb201"
+    proc = run_cli("deploy.export", f"--model={out}", f"--out={tmp_path / 'net.tflite'}")
+    assert proc.returncode == 0 and "passed" in proc.stdout, proc.stderr[-3000:]
+
+
 def test_bad_arch_is_one_line(tmp_path):
     assert_one_line_error(run_cli("tfnas.train", "--arch=missing.json"), "cannot read")
     assert_one_line_error(run_cli("tfnas.train", "--arch=k3e1"), "--space is required")

@@ -7,12 +7,14 @@ import math
 import keras
 
 from tfnas.nn import blocks
+from tfnas.nn.nb201 import build_nb201_model
 from tfnas.space.genotype import Genotype, parse_genotype
 from tfnas.space.mbconv import NOMINAL_CLASSES, NOMINAL_RESOLUTION, MBConvSpace
+from tfnas.space.nb201 import NB201Space
 from tfnas.space.registry import get_space
 
 
-def build_model(space: str | MBConvSpace, genotype: Genotype | str,
+def build_model(space: str | MBConvSpace | NB201Space, genotype: Genotype | str,
                 num_classes: int = NOMINAL_CLASSES,
                 input_shape: tuple[int, int, int] = (NOMINAL_RESOLUTION, NOMINAL_RESOLUTION, 3),
                 width_multiplier: float = 1.0, dropout_rate: float = 0.0,
@@ -20,9 +22,15 @@ def build_model(space: str | MBConvSpace, genotype: Genotype | str,
     """Builds the child network of `genotype`.
 
     `input_shape` sets the resolution (any size; costs are still reported at 224) and
-    `width_multiplier` scales every channel count with MobileNet rounding.
+    `width_multiplier` scales every channel count with MobileNet rounding (nb201: its C).
     """
     space = get_space(space) if isinstance(space, str) else space
+    if isinstance(space, NB201Space):
+        if width_multiplier != 1.0:
+            space = NB201Space(max(1, round(space.channels * width_multiplier)),
+                               space.cells_per_stage, space.name)
+        return build_nb201_model(genotype, num_classes, input_shape, space=space, name=name,
+                                 dropout_rate=dropout_rate)
     if not isinstance(genotype, Genotype):
         genotype = parse_genotype(space, genotype)
     if width_multiplier != 1.0:

@@ -76,8 +76,10 @@ def reduction_block(x, cin: int, cout: int, prefix: str):
 def build_nb201_model(genotype: Genotype | str, num_classes: int = NOMINAL_CLASSES,
                       input_shape: tuple[int, int, int] = (NOMINAL_RESOLUTION,
                                                            NOMINAL_RESOLUTION, 3),
-                      space: NB201Space | None = None, name: str | None = None) -> keras.Model:
-    """The network of an nb201 genotype (comma form or `|op~0|+...` string)."""
+                      space: NB201Space | None = None, name: str | None = None,
+                      dropout_rate: float = 0.0) -> keras.Model:
+    """The network of an nb201 genotype (comma form or `|op~0|+...` string); `dropout_rate`
+    adds dropout before the classifier (retraining; NAS-Bench-201's own net has none)."""
     space = space or get_space("nb201")
     if not isinstance(genotype, Genotype):
         genotype = parse_nb201(genotype)
@@ -92,7 +94,9 @@ def build_nb201_model(genotype: Genotype | str, num_classes: int = NOMINAL_CLASS
             cin = channels
         for i in range(1, space.cells_per_stage + 1):
             x = cell(x, genotype.ops, channels, f"stage{stage}_cell{i}")
-    x = apply_sequence([batch_norm("head.bn"), layers.ReLU(name="head.relu"),
-                        layers.GlobalAveragePooling2D(name="head.pool"),
-                        layers.Dense(num_classes, name="head.fc")], x)
+    head = [batch_norm("head.bn"), layers.ReLU(name="head.relu"),
+            layers.GlobalAveragePooling2D(name="head.pool")]
+    if dropout_rate > 0:
+        head.append(layers.Dropout(dropout_rate, name="head.dropout"))
+    x = apply_sequence(head + [layers.Dense(num_classes, name="head.fc")], x)
     return keras.Model(inputs, x, name=name or "nb201_child")
