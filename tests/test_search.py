@@ -380,6 +380,31 @@ def test_clock_triggered_checkpoints_resume_and_idle_clock_saves_only_stage_ends
     assert due_steps == [last - 1, last], (due_steps, ends)  # every step saved, 2 kept
 
 
+def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_there(tmp_path):
+    # The clock never triggers a save here, so without the save on Ctrl-C the rerun would
+    # start stage 2 over.
+    model_dir = str(tmp_path / "interrupted")
+    args = [*_by_clock(1e9), "--nonvital_epochs=40", f"--model_dir={model_dir}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, "-m", "tfnas.search", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("stage nonvital ["):
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == "tfnas.search: error: interrupted"
+    saved = _checkpoint_steps(model_dir, "nonvital")
+    assert len(saved) == 1 and f"checkpoint saved at step {saved[0]}/" in out, (saved, out)
+    total = int(re.search(r"checkpoint saved at step \d+/(\d+)", out).group(1))
+    assert 0 < saved[0] < total
+    proc = run_cli("tfnas.search", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "continuing the search" in proc.stdout
+    assert f"resuming stage nonvital at step {saved[0]}/{total}" in proc.stdout
+
+
 def test_ablations_run(tmp_path):
     # One stage with the weight and architecture steps traced apart; Gumbel-softmax in both
     # stages, with the straight-through θ gradient.
@@ -472,6 +497,15 @@ def test_two_workers_on_localhost_agree(tmp_path):
     # Stage 2 warm-starts on each worker from its own copy of stage 1's weights, never from a
     # file another process may still be writing.
     assert os.path.exists(tmp_path / "mw" / ".worker1" / "vital_supernet.weights.h5")
+
+
+def test_help_lists_every_search_flag_and_exits_0():
+    # absl's --help shows the main module's flags only, and exits 1.
+    proc = run_cli("tfnas.search", "--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("space", "model_dir", "target_params", "target_flops", "fix", "dataset",
+                 "vital_epochs", "vital_selection", "two_stage", "strategy", "grappler"):
+        assert f"--{name}:" in proc.stdout or f"--[no]{name}:" in proc.stdout, name
 
 
 def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):

@@ -50,6 +50,9 @@ def _program_name() -> str:
     return os.path.basename(sys.argv[0]) if sys.argv else "tfnas"
 
 
+_HELP_FLAGS = {"-?", "-h", "--help", "--helpshort", "--helpfull", "--helpxml"}
+
+
 def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
         fast_exit: bool = False) -> None:
     """Parses absl flags (with --help/--helpfull) and runs `main`, turning user errors into
@@ -64,6 +67,9 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
         argv = flags.FLAGS(argv)
     except flags.Error as e:
         fail(str(e).splitlines()[0].replace("ERROR:: ", ""))
+    except SystemExit as e:  # absl exits 1 after printing --help; asking for help is no error
+        helped = any(a.split("=")[0] in _HELP_FLAGS for a in argv[1:])
+        sys.exit(0 if helped and e.code == 1 else e.code)
     if len(argv) > 1:
         fail(f"unexpected arguments (flags need a leading --, also in a flagfile): "
              f"{' '.join(argv[1:])}")

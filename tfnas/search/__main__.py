@@ -12,6 +12,8 @@ import sys
 
 from absl import flags
 
+import tfnas.proposals.flags
+import tfnas.search.flags
 from tfnas import cli
 from tfnas.errors import TfnasError
 from tfnas.proposals.budget import make_budget
@@ -21,6 +23,9 @@ from tfnas.search.flags import define_flags
 
 define_flags()
 FLAGS = flags.FLAGS
+# --help lists the flags of the modules that define them, not only this module's.
+flags.adopt_module_key_flags(tfnas.search.flags)
+flags.adopt_module_key_flags(tfnas.proposals.flags)
 
 _CONFIG_FLAGS = (
     "dataset", "num_classes", "weight_fraction", "max_images", "cache", "image_size",
@@ -154,12 +159,16 @@ def main(argv: list[str]) -> int:
         # Workers save together; a clock would make them disagree on the step.
         config.checkpoint_every, config.checkpoint_secs = config.checkpoint_every or 50, 0.0
     data = SearchData(config, strategy)  # a missing or empty dataset fails before DIR is touched
+    resumed = False
     if chief:
         resumed = rundir.claim({"tfnas_version": tfnas.__version__,
                                 "tensorflow": tf.__version__, "flags": flags_record})
-        if resumed:
-            print(f"resuming the search in {model_dir}")
     search = Search(config, data, rundir, strategy, chief=chief, flags_record=flags_record)
+    search.save_on_interrupt = num_workers(strategy) == 1
+    if resumed:
+        stage = search.state["stage"]
+        print(f"the search in {model_dir} has finished; writing its result again"
+              if stage == "done" else f"continuing the search in {model_dir} at stage {stage}")
     with reading(config.dataset):  # a streamed image that does not decode, met mid-search
         record = search.run()
     search.writer.close()

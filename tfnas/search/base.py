@@ -14,6 +14,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -88,10 +91,39 @@ class StagePlan:
         return epoch, "arch", within - self.weight_steps
 
 
+class DeferredInterrupt:
+    """Holds a Ctrl-C (SIGINT) until the stage loop reaches a step boundary, where it saves a
+    checkpoint before stopping; a second Ctrl-C stops at once. Inactive off the main thread
+    or under a handler someone else installed."""
+
+    def __init__(self, enabled: bool = True):
+        self.requested = False
+        self._active = (enabled and threading.current_thread() is threading.main_thread()
+                        and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if self._active:
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, _signum, _frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.stderr.write("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to "
+                         "stop without it)\n")
+
+    def __exit__(self, *_exc) -> None:
+        if self._active:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class SupernetSearch:
     """Run state (DIR/state.json), TensorBoard writer and the stage loop of one search."""
 
     first_stage = "train"
+    # A Ctrl-C saves a checkpoint before stopping; multi-worker runs turn this off, since
+    # workers must save at the same step and a signal reaches one of them.
+    save_on_interrupt = True
 
     def __init__(self, rundir: RunDir, cfg: CommonConfig, chief: bool = True,
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
@@ -159,31 +191,38 @@ class SupernetSearch:
         before = self.state.get("partial_seconds", {}).get(plan.name, 0.0)
         step = int(step_var.numpy())
         iterator, current, last_saved, saved_at = None, None, step, time.monotonic()
-        while step < plan.total:
-            epoch, phase, batch = plan.locate(step)
-            if current != (epoch, phase):
-                iterator, current = data.epoch(phase, epoch, batch), (epoch, phase)
-            images, labels = next(iterator)
-            run = weight_step if phase == "weights" or arch_step is None else arch_step
-            loss, extra, shown = run(images, labels, step)
-            if not math.isfinite(loss) or not math.isfinite(extra):
-                raise NaNLoss(f"the {phase} loss became {loss} at stage {plan.name} step {step}; "
-                              f"the last good checkpoint (step {last_saved}) is kept; lower "
-                              "--weight_lr or --arch_lr")
-            step += 1
-            step_var.assign(step)
-            with self.writer.as_default(step=step):
-                tf.summary.scalar(f"{plan.name}/{phase}_loss", loss)
-                if phase == "arch" and extra:
-                    tf.summary.scalar(f"{plan.name}/resource_penalty", extra)
-                if summaries is not None:
-                    summaries(step)
-            progress.update(step, **{f"{phase[:1]}_loss": loss, **shown})
-            if step == plan.total or self._checkpoint_due(step, saved_at):
-                manager.save(checkpoint_number=step)
-                last_saved, saved_at = step, time.monotonic()
-                self.save_state(partial_seconds={**self.state.get("partial_seconds", {}),
-                                                 plan.name: before + time.monotonic() - t0})
+        with DeferredInterrupt(self.save_on_interrupt) as interrupt:
+            while step < plan.total:
+                epoch, phase, batch = plan.locate(step)
+                if current != (epoch, phase):
+                    iterator, current = data.epoch(phase, epoch, batch), (epoch, phase)
+                images, labels = next(iterator)
+                run = weight_step if phase == "weights" or arch_step is None else arch_step
+                loss, extra, shown = run(images, labels, step)
+                if not math.isfinite(loss) or not math.isfinite(extra):
+                    raise NaNLoss(f"the {phase} loss became {loss} at stage {plan.name} step "
+                                  f"{step}; the last good checkpoint (step {last_saved}) is kept; "
+                                  "lower --weight_lr or --arch_lr")
+                step += 1
+                step_var.assign(step)
+                with self.writer.as_default(step=step):
+                    tf.summary.scalar(f"{plan.name}/{phase}_loss", loss)
+                    if phase == "arch" and extra:
+                        tf.summary.scalar(f"{plan.name}/resource_penalty", extra)
+                    if summaries is not None:
+                        summaries(step)
+                progress.update(step, **{f"{phase[:1]}_loss": loss, **shown})
+                stop = interrupt.requested
+                if step == plan.total or stop or self._checkpoint_due(step, saved_at):
+                    manager.save(checkpoint_number=step)
+                    last_saved, saved_at = step, time.monotonic()
+                    self.save_state(partial_seconds={**self.state.get("partial_seconds", {}),
+                                                     plan.name: before + time.monotonic() - t0})
+                if stop:
+                    self.writer.flush()
+                    self.log(f"stage {plan.name}: checkpoint saved at step {step}/{plan.total}; "
+                             "rerun the same command to resume")
+                    raise KeyboardInterrupt
         self.writer.flush()
 
     def _checkpoint_due(self, step: int, saved_at: float) -> bool:
