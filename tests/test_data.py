@@ -181,9 +181,15 @@ def test_tfds_dataset_prepared_offline(tmp_path):
                           np.bincount(idx_labels, minlength=10))
     assert len(_arrays(load_split(name, "test", 16, str(tmp_path)))[0]) == 100
     assert num_classes(name, str(tmp_path)) == 10
-    with pytest.raises(TfnasError, match="^tfds:absent is not prepared in .*; download it "
-                                         "with tfds first$"):
+    with pytest.raises(TfnasError, match="^tfds:absent: no dataset of that name is prepared "
+                                         "in .*, and TFDS has no builder named 'absent'$"):
         load_split("tfds:absent", "train", 16, str(tmp_path))
+    with pytest.raises(TfnasError, match="did you mean cifar10"):
+        load_split("tfds:cifar01", "train", 16, str(tmp_path))
+    # A dataset TFDS knows that was never downloaded there.
+    with pytest.raises(TfnasError, match="^tfds:cifar10 is not prepared in .*; download it "
+                                         "with tfds first$"):
+        load_split("tfds:cifar10", "train", 16, str(tmp_path / "empty"))
     # Another image key and a validation split: read through the supervised keys.
     other = prepare_fashion_subset(str(tmp_path), "fashion_picture", 60, 20,
                                    image_key="picture", test_split="validation")

@@ -149,6 +149,29 @@ def test_qat_check_holds_the_tflite_to_the_float_accuracy(trained):
                    qat_logits=run_tflite(ruined, images))
 
 
+def test_fp32_check_scales_its_limit_to_small_logits():
+    """An untrained net's logits can be 1e-16: an absolute limit of 1e-3 passed a .tflite
+    of another net entirely."""
+    import keras
+
+    from deploy.convert import to_tflite
+    from deploy.export import self_check
+
+    def tiny(seed):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((8, 8, 3))
+        x = keras.layers.GlobalAveragePooling2D()(inputs)
+        x = keras.layers.Dense(4)(x)
+        return keras.Model(inputs, keras.layers.Rescaling(1e-12)(x))
+
+    images = np.random.default_rng(0).uniform(size=(16, 8, 8, 3)).astype(np.float32)
+    model = tiny(0)
+    info = self_check(model, to_tflite(model), images, None, "none", True, 0.97, 1e-3)
+    assert info["passed"] and info["max_abs_logit_diff"] < 1e-15
+    with pytest.raises(TfnasError, match="fp32 .tflite logits differ from Keras"):
+        self_check(model, to_tflite(tiny(1)), images, None, "none", True, 0.97, 1e-3)
+
+
 # benchmark_model's output as TensorFlow Lite's tools/benchmark README prints it (newer builds
 # add p5/median/p95 to the `count=` lines; older ones stop at std).
 BENCHMARK_OUTPUT = """\

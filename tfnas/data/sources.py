@@ -8,6 +8,7 @@ return unbatched tf.data datasets of (encoded image, label) records. Images are 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import glob
 import gzip
@@ -112,6 +113,13 @@ def tfds_source(name: str, split: str, data_dir: str | None):
         builder = tfds.builder(name, data_dir=data_dir)
         info = builder.info
     except Exception as e:  # noqa: BLE001 - TFDS raises many types for a missing dataset
+        known = tfds.list_builders(with_community_datasets=False)
+        base = name.split("/")[0].split(":")[0]
+        if base not in known:
+            close = difflib.get_close_matches(base, known, n=3, cutoff=0.8)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise TfnasError(f"tfds:{name}: no dataset of that name is prepared in {where}, "
+                             f"and TFDS has no builder named {base!r}{hint}") from None
         raise not_prepared(e) from None
     keys = info.supervised_keys
     if not (isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys)):
@@ -122,11 +130,14 @@ def tfds_source(name: str, split: str, data_dir: str | None):
     if not classes:
         raise TfnasError(f"tfds:{name}: its label {label_key!r} is not a class label")
     names = list(info.splits.keys())
+    if not names:  # the builder exists but nothing was downloaded to `where`
+        raise TfnasError(f"tfds:{name} is not prepared in {where}; download it with tfds "
+                         "first")
     wanted = ["train"] if split == "train" else ["test", "validation"]
     tfds_split = next((s for s in wanted if s in names), None)
     if tfds_split is None:
         raise TfnasError(f"tfds:{name} has no {' or '.join(wanted)} split (it has "
-                         f"{', '.join(names) or 'none'}); is it prepared in {where}?")
+                         f"{', '.join(names)})")
     encoded = isinstance(info.features[image_key], tfds.features.Image)
     try:
         ds = builder.as_dataset(split=tfds_split, as_supervised=True,  # raises if not prepared
