@@ -1,10 +1,11 @@
 """Profile a .tflite the way mobile engineers do: median and p90 latency per thread count.
 
   python -m deploy.profile --model=net.tflite --target=host --threads=1,2 --runs=50 --json
-  python -m deploy.profile --model=net.tflite --target=android:SERIAL \
+  python -m deploy.profile --model=net.tflite --target=android:SERIAL \\
       --benchmark_binary=/path/to/benchmark_model --threads=1,4
 
-host: LiteRT with XNNPACK, a fresh process with one interpreter per thread count (SPEC §1),
+host: LiteRT with XNNPACK, a fresh process with one interpreter per thread count (several
+live interpreters in one process distort each other's timings),
 warm-up first; also the op list (tf.lite.experimental.Analyzer) and the worker's peak memory
 growth (LiteRT's Python API does not expose the arena size). android: adb pushes the model
 and TensorFlow Lite's `benchmark_model` binary to the device and parses what it prints.
@@ -207,8 +208,10 @@ def main(argv: list[str]) -> int:
         return 0
     print(f"{FLAGS.model}: {info['size_bytes']:,} bytes, target {FLAGS.target}")
     for r in info["results"]:
+        memory = r.get("peak_rss_growth_bytes")
         print(f"  {r['threads']} thread(s): median {r['median_ms']:.3f} ms, "
-              f"p90 {r['p90_ms']:.3f} ms")
+              f"p90 {r['p90_ms']:.3f} ms"
+              + (f", peak memory growth {memory / 2**20:.1f} MiB" if memory is not None else ""))
     if info.get("ops"):
         print("  ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(info["ops"].items())))
     return 0

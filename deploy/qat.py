@@ -1,7 +1,7 @@
 """Quantization-aware training with tensorflow-model-optimization, in its own process.
 
 tfmot 0.8 takes only tf_keras (Keras 2) models and importing it sets TF_USE_LEGACY_KERAS=1
-(SPEC §1), so this module runs as a subprocess of `deploy.export`:
+for the whole process, so this module runs as a subprocess of `deploy.export`:
 
   python -m deploy.qat --model=float.keras --out=qat.tflite --dataset=mnist --steps=100
 

@@ -1,6 +1,6 @@
 """Timing .tflite files with LiteRT + XNNPACK in a fresh worker process.
 
-Several live interpreters in one process distort timings (SPEC §1), so the worker keeps one
+Several live interpreters in one process distort timings, so the worker keeps one
 interpreter alive at a time and the parent starts a new worker per batch. The worker imports
 only LiteRT and numpy. It reads a JSON list of jobs on stdin and writes one JSON line per job:
 

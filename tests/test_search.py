@@ -298,6 +298,19 @@ def test_untrained_stage_one_is_a_warning():
     assert untrained_vital_warning(1.0, 2) is not None  # ln 2 = 0.69
 
 
+def test_near_uniform_vital_probabilities_get_a_note():
+    import numpy as np
+
+    from tfnas.search.hournas import undecided_vital_note
+    # The main command's stage 1 (efficientnet, 6 ops): 0.160-0.173 against 0.167.
+    flat = np.array([[0.17, 0.16, 0.17, 0.16, 0.17, 0.17, 0.0]] * 7)
+    assert "stayed near uniform" in undecided_vital_note(flat)
+    decided = flat.copy()
+    decided[3] = [0.05, 0.05, 0.05, 0.05, 0.05, 0.75, 0.0]
+    assert undecided_vital_note(decided) is None
+    assert undecided_vital_note(np.zeros((0, 7))) is None
+
+
 def test_rerun_of_a_finished_search_changes_nothing(finished):
     model_dir, _ = finished
     before = _record(model_dir)

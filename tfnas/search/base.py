@@ -191,6 +191,7 @@ class SupernetSearch:
         before = self.state.get("partial_seconds", {}).get(plan.name, 0.0)
         step = int(step_var.numpy())
         iterator, current, last_saved, saved_at = None, None, step, time.monotonic()
+        smooth: dict[str, float] = {}
         with DeferredInterrupt(self.save_on_interrupt) as interrupt:
             while step < plan.total:
                 epoch, phase, batch = plan.locate(step)
@@ -211,7 +212,9 @@ class SupernetSearch:
                         tf.summary.scalar(f"{plan.name}/resource_penalty", extra)
                     if summaries is not None:
                         summaries(step)
-                progress.update(step, **{f"{phase[:1]}_loss": loss, **shown})
+                key = f"{phase[:1]}_loss"  # shown as moving averages: one batch's loss is noise
+                smooth[key] = loss if key not in smooth else 0.9 * smooth[key] + 0.1 * loss
+                progress.update(step, **smooth, **shown)
                 stop = interrupt.requested
                 if step == plan.total or stop or self._checkpoint_due(step, saved_at):
                     manager.save(checkpoint_number=step)

@@ -336,6 +336,12 @@ class HourNAS(SupernetSearch):
                                               self.cfg.vital_sampler)
             if warning:
                 self.log(warning)
+            elif self.cfg.vital_selection == "probability" and "vital_probabilities" in self.state:
+                layers = [i for i in np.flatnonzero(space.vital_mask())
+                          if int(i) not in self.cfg.user_fixed]
+                note = undecided_vital_note(np.array(self.state["vital_probabilities"])[layers])
+                if note:
+                    self.log(note)
         return self.write_result(
             self.cfg, genotype, self.tables, data.num_classes, probs,
             f"HourNAS on {space.name}: final op probabilities, vital rows (*) stage 1's; "
@@ -363,6 +369,21 @@ def untrained_vital_warning(loss: float, num_classes: int,
     return (f"warning: stage 1's supernet did not learn (its weight loss ended at {loss:.2f}; "
             f"chance for {num_classes} classes is {chance:.2f}), so the vital ops it chose are "
             f"no better than random picks; try {remedies} (README, Search)")
+
+
+def undecided_vital_note(probs: np.ndarray) -> str | None:
+    """A note when stage 1's θ stayed near uniform in every vital layer (`probs` [layers, ops],
+    0 for illegal ops): no op reached twice its layer's uniform probability, so the picks,
+    though the most likely, rest on little evidence."""
+    if not len(probs):
+        return None
+    uniform = 1.0 / np.maximum((probs > 0).sum(axis=1), 1)
+    if np.any(probs.max(axis=1) >= 2 * uniform):
+        return None
+    return (f"note: stage 1's op probabilities stayed near uniform (at most "
+            f"{probs.max():.3f}; uniform {uniform.max():.3f}), so its vital picks rest on little "
+            "evidence; more --vital_epochs or --vital_selection=perturbation give a clearer "
+            "signal (README, Search)")
 
 
 def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,

@@ -250,7 +250,8 @@ class OneShotSearch(SupernetSearch):
             best, fit = selection.evolve(
                 lambda r: scorer(r)["accuracy"] - 1e-3 * scorer(r)["loss"], seeds, allowed,
                 cfg.generations, cfg.population, rng,
-                progress=lambda g, f: self.log(f"  generation {g}: best fitness {f:.4f}"))
+                progress=lambda g, f: self.log(
+                    f"  {'VAE seeds' if g == 0 else f'generation {g}'}: best fitness {f:.4f}"))
             return best, {"method": "evolution seeded by VAE samples",
                           "evaluated": len(scorer.cache), **scorer(best)}
         probs = (selection.uniform_probs(allowed) if cfg.setn_selection == "random"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -32,20 +33,28 @@ def write_arch_json(path: str, record: dict[str, Any]) -> None:
 
 def summary_table(record: dict[str, Any], layer_names: list[str], vital: np.ndarray) -> str:
     ops = record["arch"].split(",")
+    wide = max(10, *map(len, layer_names))
+    op_wide = max(9, *map(len, ops))
     lines = [f"searched architecture ({record['space']}):",
-             f"  {'layer':<10} {'op':<9} vital"]
+             f"  {'layer':<{wide}} {'op':<{op_wide}}{' vital' if vital.any() else ''}".rstrip()]
     losses = record.get("vital_losses", {})
     probs = record.get("vital_probabilities", {})
-    lines += [f"  {name:<10} {op:<9} "
-              f"{_vital_note(losses.get(name), probs.get(name), op) if v else ''}"
+    lines += [f"  {name:<{wide}} {op:<{op_wide}} "
+              f"{_vital_note(losses.get(name), probs.get(name), op) if v else ''}".rstrip()
               for name, op, v in zip(layer_names, ops, vital)]
-    for key, target in record["targets"].items():
+    targets = record.get("targets", {})
+    for key in list(targets) + [k for k in ("params", "flops") if k not in targets]:
         value = record.get(key, record.get(key.replace("_ms", ""), 0))
         unit = "" if key != "latency_ms" else " ms"
-        lines.append(f"  {key:<10} {_fmt(value)}{unit}  target {_fmt(target)}{unit}  "
+        line = f"  {key:<{wide}} {_fmt(value)}{unit}"
+        if key in targets:
+            line += (f"  target {_fmt(targets[key])}{unit}  "
                      f"({record['deviation'][key]:+.1%})")
+        lines.append(line)
+    if "nb201_string" in record:
+        lines.append(f"  {'nb201':<{wide}} {record['nb201_string']}")
     for stage, info in record.get("stages", {}).items():
-        lines.append(f"  stage {stage:<10} {info['seconds']:.1f} s")
+        lines.append(f"  stage {stage:<{wide}} {info['seconds']:.1f} s")
     return "\n".join(lines)
 
 
@@ -84,9 +93,12 @@ def plot_probabilities(path: str, probs: np.ndarray, allowed: np.ndarray, ops: l
                   [f"{n}{' *' if v else ''}" for n, v in zip(layer_names, vital)], fontsize=8)
     for row, col in enumerate(chosen):
         ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, ec="red", lw=1.5))
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.04, label="probability (grey: illegal or fixed out)")
+    width = fig.get_size_inches()[0]
+    ax.set_title("\n".join(textwrap.wrap(title, max(30, int(width * 13)))), fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.04).set_label(
+        "probability (grey: illegal or fixed out)", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or "png")
+    with atomic_path(path) as tmp:  # tight: long titles and labels are not cut off
+        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or "png",
+                    bbox_inches="tight")
     plt.close(fig)

@@ -1,6 +1,6 @@
 """Retrain a searched architecture standalone and save a Keras model.
 
-  python -m tfnas.train --arch=runs/eff/arch.json --dataset=mnist --epochs=10 \
+  python -m tfnas.train --arch=runs/eff/arch.json --dataset=mnist --epochs=10 \\
       --out=runs/eff/trained.keras
 """
 
