@@ -5,7 +5,8 @@
   python -m deploy.export --model=trained.keras --out=net_qat.tflite --quantize=qat
 
 Every export runs the Keras model and the .tflite on the same validation images and fails
-(exit 2, nothing written) unless they agree: fp32 max |logit difference| < 1e-3; fp16, dynamic
+(exit 2, nothing written) unless they agree: fp32 max |logit difference| <= 1e-3 (times the
+largest |logit| when that is below 1); fp16, dynamic
 and int8 top-1 agreement >= --min_agreement (97%) on a trained model. QAT changes the weights,
 so its .tflite may lose at most 1 - --min_agreement (3 points) of the float model's top-1
 accuracy instead; its agreement with the fine-tuned and the float model is printed. A net

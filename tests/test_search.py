@@ -309,6 +309,9 @@ def test_near_uniform_vital_probabilities_get_a_note():
     decided[3] = [0.05, 0.05, 0.05, 0.05, 0.05, 0.75, 0.0]
     assert undecided_vital_note(decided) is None
     assert undecided_vital_note(np.zeros((0, 7))) is None
+    # Two legal ops can never reach twice uniform (1.0); 0.95 is decided all the same.
+    assert undecided_vital_note(np.array([[0.95, 0.05, 0.0]])) is None
+    assert undecided_vital_note(np.array([[0.55, 0.45, 0.0]])) is not None
 
 
 def test_rerun_of_a_finished_search_changes_nothing(finished):
@@ -400,7 +403,10 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_there(tmp_path):
     args = [*_by_clock(1e9), "--nonvital_epochs=40", f"--model_dir={model_dir}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
     proc = subprocess.Popen([sys.executable, "-m", "tfnas.search", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a runner that ignores SIGINT (nohup, a background job) would
+                            # pass that on, and Python would then ignore Ctrl-C too
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stdout:
         if line.startswith("stage nonvital ["):
             proc.send_signal(signal.SIGINT)

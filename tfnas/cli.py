@@ -50,7 +50,7 @@ def _program_name() -> str:
     return os.path.basename(sys.argv[0]) if sys.argv else "tfnas"
 
 
-_HELP_FLAGS = {"-?", "-h", "--help", "--helpshort", "--helpfull", "--helpxml"}
+_HELP_FLAGS = {"?", "help", "helpshort", "helpfull", "helpxml"}
 
 
 def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
@@ -68,7 +68,7 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
     except flags.Error as e:
         fail(str(e).splitlines()[0].replace("ERROR:: ", ""))
     except SystemExit as e:  # absl exits 1 after printing --help; asking for help is no error
-        helped = any(a.split("=")[0] in _HELP_FLAGS for a in argv[1:])
+        helped = any(a.split("=")[0].lstrip("-") in _HELP_FLAGS for a in argv[1:])
         sys.exit(0 if helped and e.code == 1 else e.code)
     if len(argv) > 1:
         fail(f"unexpected arguments (flags need a leading --, also in a flagfile): "
@@ -83,6 +83,11 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
     except TfnasError as e:
         fail(str(e))
     except KeyboardInterrupt:
+        if fast_exit:  # skip the minute of tearing down traced graphs, as on success
+            sys.stdout.flush()
+            sys.stderr.write(f"{_program_name()}: error: interrupted\n")
+            sys.stderr.flush()
+            os._exit(130)
         fail("interrupted", 130)
     except BrokenPipeError:  # e.g. piped into `head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -113,9 +113,11 @@ def tfds_source(name: str, split: str, data_dir: str | None):
         builder = tfds.builder(name, data_dir=data_dir)
         info = builder.info
     except Exception as e:  # noqa: BLE001 - TFDS raises many types for a missing dataset
+        base = name.split("/")[0]  # NAME[/CONFIG][:VERSION]; "ns:NAME" is a community one
+        base = base.split(":")[0] if base.count(":") == 1 and base[-1].isdigit() else base
+        on_disk = os.path.isdir(os.path.join(os.path.expanduser(where), base))
         known = tfds.list_builders(with_community_datasets=False)
-        base = name.split("/")[0].split(":")[0]
-        if base not in known:
+        if ":" not in base and not on_disk and base not in known:
             close = difflib.get_close_matches(base, known, n=3, cutoff=0.8)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise TfnasError(f"tfds:{name}: no dataset of that name is prepared in {where}, "

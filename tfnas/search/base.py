@@ -222,11 +222,12 @@ class SupernetSearch:
                     self.save_state(partial_seconds={**self.state.get("partial_seconds", {}),
                                                      plan.name: before + time.monotonic() - t0})
                 if stop:
-                    self.writer.flush()
-                    self.log(f"stage {plan.name}: checkpoint saved at step {step}/{plan.total}; "
-                             "rerun the same command to resume")
-                    raise KeyboardInterrupt
+                    break
         self.writer.flush()
+        if interrupt.requested:  # also when it came during the stage's last save
+            self.log(f"stage {plan.name}: checkpoint saved at step {last_saved}/{plan.total}; "
+                     "rerun the same command to resume")
+            raise KeyboardInterrupt
 
     def _checkpoint_due(self, step: int, saved_at: float) -> bool:
         by_steps = self.checkpoint_every > 0 and step % self.checkpoint_every == 0

@@ -203,15 +203,15 @@ class HourNAS(SupernetSearch):
             return alpha * objective(tf.convert_to_tensor(arch.theta),
                                      tf.convert_to_tensor(arch.tau))
 
-        warm = None
-        if self.cfg.two_stage and os.path.exists(vital_weights):
-            warm = lambda: _copy_shared_weights(  # noqa: E731
-                self._supernet(data, self.cfg.user_fixed, vital_only=True, weights=vital_weights),
-                net)
-        elif self.cfg.two_stage:
-            self.log(f"warning: {vital_weights} is missing, so stage 2 starts from new "
-                     "weights instead of stage 1's")
-        self._train(net, arch, plan, data, penalty=penalty, warm_start=warm)
+        def warm() -> None:  # only when stage 2 starts, not when it resumes
+            if not os.path.exists(vital_weights):
+                self.log(f"warning: {vital_weights} is missing, so stage 2 starts from new "
+                         "weights instead of stage 1's")
+                return
+            _copy_shared_weights(self._supernet(data, self.cfg.user_fixed, vital_only=True,
+                                                weights=vital_weights), net)
+        self._train(net, arch, plan, data, penalty=penalty,
+                    warm_start=warm if self.cfg.two_stage else None)
         final = most_likely_within_targets(arch, self.tables, self.cfg.targets,
                                            seed=self.cfg.seed)
         probs = np.asarray(arch.probabilities())
@@ -373,12 +373,13 @@ def untrained_vital_warning(loss: float, num_classes: int,
 
 def undecided_vital_note(probs: np.ndarray) -> str | None:
     """A note when stage 1's θ stayed near uniform in every vital layer (`probs` [layers, ops],
-    0 for illegal ops): no op reached twice its layer's uniform probability, so the picks,
-    though the most likely, rest on little evidence."""
+    0 for illegal ops): no op reached twice its layer's uniform probability (or halfway from
+    it to 1, for layers of two ops), so the picks, though the most likely, rest on little
+    evidence."""
     if not len(probs):
         return None
     uniform = 1.0 / np.maximum((probs > 0).sum(axis=1), 1)
-    if np.any(probs.max(axis=1) >= 2 * uniform):
+    if np.any(probs.max(axis=1) >= np.minimum(2 * uniform, (1 + uniform) / 2)):
         return None
     return (f"note: stage 1's op probabilities stayed near uniform (at most "
             f"{probs.max():.3f}; uniform {uniform.max():.3f}), so its vital picks rest on little "
