@@ -55,9 +55,11 @@ def define_flags() -> None:
                        "with Keras; a qat export, whose fine-tune changes the weights, may "
                        "lose at most 1 - this of the float model's top-1 accuracy instead.")
     flags.DEFINE_float("max_logit_diff", 1e-3, "Largest |logit difference| of an fp32 export.")
-    flags.DEFINE_integer("resolution", 224, "Input resolution of the net built from --arch.")
+    flags.DEFINE_integer("resolution", None, "Input resolution of the net built from --arch "
+                         "(default: its space's nominal one, 224; 32 for nb201).")
     flags.DEFINE_float("width", 1.0, "Width multiplier of the net built from --arch.")
-    flags.DEFINE_integer("num_classes", 1000, "Classes of the net built from --arch.")
+    flags.DEFINE_integer("num_classes", None, "Classes of the net built from --arch (default: "
+                         "its space's nominal ones, 1000; 10 for nb201).")
     flags.DEFINE_integer("qat_steps", 100, "Fine-tuning steps of --quantize=qat.")
     flags.DEFINE_bool("json", False, "Print one JSON object.")
 
@@ -96,13 +98,14 @@ def load_model(path: str):
         raise TfnasError(f"cannot load Keras model {path}: {first}") from None
 
 
-def build_from_arch(genotype: Genotype, resolution: int, width: float, num_classes: int,
-                    weights: str | None, arch: str = "--arch"):
-    """The net of `genotype` (from the file `arch`), with `weights` loaded if given."""
+def build_from_arch(genotype: Genotype, resolution: int | None, width: float,
+                    num_classes: int | None, weights: str | None, arch: str = "--arch"):
+    """The net of `genotype` (from the file `arch`), with `weights` loaded if given;
+    `resolution` and `num_classes` default to the space's nominal ones."""
     from tfnas.nn.builder import build_model
 
-    model = build_model(genotype.space, genotype, num_classes, (resolution, resolution, 3),
-                        width_multiplier=width)
+    shape = None if resolution is None else (resolution, resolution, 3)
+    model = build_model(genotype.space, genotype, num_classes, shape, width_multiplier=width)
     if weights:
         try:
             with warnings.catch_warnings():  # Keras warns once per layer it cannot fill
@@ -203,7 +206,8 @@ def main(argv: list[str]) -> int:
     if FLAGS.check_images < 1 or not 0 <= FLAGS.min_agreement <= 1 or FLAGS.qat_steps < 1:
         raise TfnasError("--check_images and --qat_steps must be >= 1, --min_agreement in "
                          "[0, 1]")
-    if FLAGS.resolution < 16 or not 0 < FLAGS.width <= 4 or FLAGS.num_classes < 1:
+    if ((FLAGS.resolution is not None and FLAGS.resolution < 16) or not 0 < FLAGS.width <= 4
+            or (FLAGS.num_classes is not None and FLAGS.num_classes < 1)):
         raise TfnasError("--resolution must be >= 16, --width in (0, 4] and --num_classes >= 1")
     check_output_path(FLAGS.out, "--out")  # before the conversion, not after it
     genotype = read_arch(FLAGS.arch) if FLAGS.arch else None

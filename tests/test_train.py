@@ -80,6 +80,14 @@ def test_nb201_result_retrains_and_exports(tmp_path):
     assert json.loads((tmp_path / "trained.metrics.json").read_text())["space"] == "nb201"
     proc = run_cli("deploy.export", f"--model={out}", f"--out={tmp_path / 'net.tflite'}")
     assert proc.returncode == 0 and "passed" in proc.stdout, proc.stderr[-3000:]
+    # From the arch alone, the net takes nb201's own input, 32x32 and 10 classes.
+    from deploy.convert import interpreter
+    proc = run_cli("deploy.export", f"--arch={arch}", f"--out={tmp_path / 'arch.tflite'}",
+                   "--check_images=20")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    net = interpreter(str(tmp_path / "arch.tflite"))
+    assert list(net.get_input_details()[0]["shape"]) == [1, 32, 32, 3]
+    assert list(net.get_output_details()[0]["shape"]) == [1, 10]
 
 
 def test_bad_arch_is_one_line(tmp_path):

@@ -15,22 +15,29 @@ from tfnas.space.registry import get_space
 
 
 def build_model(space: str | MBConvSpace | NB201Space, genotype: Genotype | str,
-                num_classes: int = NOMINAL_CLASSES,
-                input_shape: tuple[int, int, int] = (NOMINAL_RESOLUTION, NOMINAL_RESOLUTION, 3),
+                num_classes: int | None = None,
+                input_shape: tuple[int, int, int] | None = None,
                 width_multiplier: float = 1.0, dropout_rate: float = 0.0,
                 name: str | None = None) -> keras.Model:
     """Builds the child network of `genotype`.
 
-    `input_shape` sets the resolution (any size; costs are still reported at 224) and
-    `width_multiplier` scales every channel count with MobileNet rounding (nb201: its C).
+    `num_classes` and `input_shape` default to the space's nominal ones (1000 classes at
+    224×224; nb201: 10 at 32×32). `input_shape` sets the resolution (any size; costs are still
+    reported at the nominal one) and `width_multiplier` scales every channel count with
+    MobileNet rounding (nb201: its C).
     """
     space = get_space(space) if isinstance(space, str) else space
     if isinstance(space, NB201Space):
         if width_multiplier != 1.0:
             space = NB201Space(max(1, round(space.channels * width_multiplier)),
                                space.cells_per_stage, space.name)
-        return build_nb201_model(genotype, num_classes, input_shape, space=space, name=name,
-                                 dropout_rate=dropout_rate)
+        nominal = {} if num_classes is None else {"num_classes": num_classes}
+        if input_shape is not None:
+            nominal["input_shape"] = input_shape
+        return build_nb201_model(genotype, space=space, name=name, dropout_rate=dropout_rate,
+                                 **nominal)
+    num_classes = NOMINAL_CLASSES if num_classes is None else num_classes
+    input_shape = input_shape or (NOMINAL_RESOLUTION, NOMINAL_RESOLUTION, 3)
     if not isinstance(genotype, Genotype):
         genotype = parse_genotype(space, genotype)
     if width_multiplier != 1.0:
