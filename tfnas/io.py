@@ -29,7 +29,10 @@ def atomic_path(path: str) -> Iterator[str]:
     check_output_path(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
+    name = os.path.basename(path)
+    # Keras saves weights only to names ending in .weights.h5: keep that whole suffix.
+    ext = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+    base = name[:len(name) - len(ext)]
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
     os.close(fd)
     umask = os.umask(0)

@@ -20,7 +20,6 @@ import threading
 import time
 from typing import Any, Callable
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -298,15 +297,6 @@ def _damaged(path: str, error: Exception | str) -> str:
     reason = (getattr(error, "message", None) or str(error)).strip().splitlines()
     return (f"checkpoint {path} is damaged or incomplete ({reason[0] if reason else 'empty'}); "
             "restore it or use another --model_dir")
-
-
-def save_weights_atomically(model: keras.Model, path: str) -> None:
-    """`model.save_weights(path)` through a temporary file, so a kill leaves the old file or
-    the new one, never a torn one."""
-    tmp = path[:-len(".weights.h5")] + ".tmp.weights.h5"
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    model.save_weights(tmp)
-    os.replace(tmp, path)
 
 
 def worker_dir(rundir: RunDir, what: str) -> str:

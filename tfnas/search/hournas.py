@@ -24,15 +24,14 @@ from tfnas.cost.tables import CostTables, cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.engine.scoring import perturbation_losses
 from tfnas.errors import TfnasError
-from tfnas.io import write_text
+from tfnas.io import atomic_path, write_text
 from tfnas.nn.sampling import ArchParams, LossAverage
 from tfnas.nn.supernet import SuperNet
 from tfnas.progress import Progress
 from tfnas.proposals.budget import make_budget
 from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
 from tfnas.proposals.selector import Proposals
-from tfnas.search.base import (CommonConfig, StagePlan, SupernetSearch, save_weights_atomically,
-                               value, worker_dir)
+from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value, worker_dir
 from tfnas.search.data import SearchData
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
@@ -121,7 +120,8 @@ class HourNAS(SupernetSearch):
             preference = np.nan_to_num(-losses, nan=-np.inf)
         chosen = feasible_vital_choice(self.tables, cfg.targets, cfg.user_fixed, preference,
                                        space.vital_mask(), self._optimize_proposals)
-        save_weights_atomically(net, self._vital_weights_path())
+        with atomic_path(self._vital_weights_path()) as tmp:
+            net.save_weights(tmp)
         names = ", ".join(f"{space.layers[k].name}:{space.ops[v]}" for k, v in chosen.items())
         self.log(f"stage 1 done: vital layers fixed to {names}")
         stepped = [f"{space.layers[k].name} {space.ops[int(np.argmax(preference[k]))]} -> "

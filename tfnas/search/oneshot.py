@@ -41,11 +41,11 @@ from tfnas import engine
 from tfnas.cost.tables import cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.engine.scoring import OneShotScorer
+from tfnas.io import atomic_path
 from tfnas.nn.sampling import ArchParams
 from tfnas.nn.supernets import make_supernet
 from tfnas.samplers import selection
-from tfnas.search.base import (CommonConfig, StagePlan, SupernetSearch, save_weights_atomically,
-                               value, worker_dir)
+from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value, worker_dir
 from tfnas.search.data import SearchData
 from tfnas.search.rundir import RunDir
 from tfnas.space.base import SearchSpace
@@ -212,10 +212,10 @@ class OneShotSearch(SupernetSearch):
     def _save_supernet(self) -> None:
         if not self.chief:
             return
-        save_weights_atomically(self.net, self.weights_file)
-        tmp = self.theta_file + ".tmp.npy"
-        np.save(tmp, np.asarray(value(self.arch.theta)))
-        os.replace(tmp, self.theta_file)
+        with atomic_path(self.weights_file) as tmp:
+            self.net.save_weights(tmp)
+        with atomic_path(self.theta_file) as tmp:
+            np.save(tmp, np.asarray(value(self.arch.theta)))
 
     def _load_supernet(self) -> None:
         weights = self.weights_file if self.chief else None
