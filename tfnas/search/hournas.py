@@ -142,8 +142,7 @@ class HourNAS(SupernetSearch):
             weights = np.asarray(arch.relax("softmax").weights)
         else:
             weights = np.eye(net.num_ops, dtype=np.float32)[arch.derive()]
-        layers = [int(i) for i in np.flatnonzero(cfg.space.vital_mask())
-                  if int(i) not in cfg.user_fixed]
+        layers = self._searched_vital_layers()
         allowed = net.allowed_mask()
         progress = Progress("scoring vital ops", int(allowed[layers].sum()))
         return perturbation_losses(net, weights, layers, allowed,
@@ -219,6 +218,11 @@ class HourNAS(SupernetSearch):
         return final
 
     # -- shared machinery -------------------------------------------------------------------
+    def _searched_vital_layers(self) -> list[int]:
+        """The vital layers stage 1 chooses for: all but those the user fixed."""
+        return [int(i) for i in np.flatnonzero(self.cfg.space.vital_mask())
+                if int(i) not in self.cfg.user_fixed]
+
     def _vital_weights_path(self) -> str:
         """Stage 1's trained weights, which stage 2 starts from. Every worker keeps its own
         copy: a worker that read the chief's could find it not yet written and diverge."""
@@ -337,9 +341,8 @@ class HourNAS(SupernetSearch):
             if warning:
                 self.log(warning)
             elif self.cfg.vital_selection == "probability" and "vital_probabilities" in self.state:
-                layers = [i for i in np.flatnonzero(space.vital_mask())
-                          if int(i) not in self.cfg.user_fixed]
-                note = undecided_vital_note(np.array(self.state["vital_probabilities"])[layers])
+                probs_vital = np.array(self.state["vital_probabilities"])
+                note = undecided_vital_note(probs_vital[self._searched_vital_layers()])
                 if note:
                     self.log(note)
         return self.write_result(
