@@ -15,9 +15,18 @@ from tfnas.errors import TfnasError  # noqa: E402
 USAGE_ERROR = 2
 
 
-def fail(message: str, code: int = USAGE_ERROR) -> None:
+def fail(message: str, code: int = USAGE_ERROR, fast_exit: bool = False) -> None:
     prog = _program_name()
     print(f"{prog}: error: {message}", file=sys.stderr)
+    _exit(code, fast_exit)
+
+
+def _exit(code: int, fast_exit: bool) -> None:
+    """sys.exit, or with `fast_exit` a flush and os._exit (see `run`)."""
+    if fast_exit:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
@@ -74,21 +83,11 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
         fail(f"unexpected arguments (flags need a leading --, also in a flagfile): "
              f"{' '.join(argv[1:])}")
     try:
-        code = main(argv) or 0
-        if fast_exit:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        sys.exit(code)
+        _exit(main(argv) or 0, fast_exit)
     except TfnasError as e:
         fail(str(e))
-    except KeyboardInterrupt:
-        if fast_exit:  # skip the minute of tearing down traced graphs, as on success
-            sys.stdout.flush()
-            sys.stderr.write(f"{_program_name()}: error: interrupted\n")
-            sys.stderr.flush()
-            os._exit(130)
-        fail("interrupted", 130)
+    except KeyboardInterrupt:  # after a search's stage saved its checkpoint: no teardown either
+        fail("interrupted", 130, fast_exit)
     except BrokenPipeError:  # e.g. piped into `head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
