@@ -420,7 +420,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes_there(tmp_path):
     assert 0 < saved[0] < total
     proc = run_cli("tfnas.search", *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "continuing the search" in proc.stdout
+    assert "resuming the search" in proc.stdout
     assert f"resuming stage nonvital at step {saved[0]}/{total}" in proc.stdout
 
 

@@ -168,7 +168,7 @@ def main(argv: list[str]) -> int:
     if resumed:
         stage = search.state["stage"]
         print(f"the search in {model_dir} has finished; writing its result again"
-              if stage == "done" else f"continuing the search in {model_dir} at stage {stage}")
+              if stage == "done" else f"resuming the search in {model_dir} at stage {stage}")
     with reading(config.dataset):  # a streamed image that does not decode, met mid-search
         record = search.run()
     search.writer.close()
