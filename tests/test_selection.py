@@ -41,3 +41,14 @@ def test_best_of_keeps_the_first_of_equal_candidates():
     rows = [np.array([0]), np.array([1]), np.array([2])]
     best, fit = selection.best_of(rows, lambda r: float(r[0] > 0))
     assert list(best) == [1] and fit == 1.0
+
+
+def test_best_rows_frequencies_count_ops_among_the_top_scored_rows_only():
+    rows = np.array([[0, 1, 1, 0, 0], [2, 3, 3, 3, 3], [1, 1, 2, 0, 0], [0, 0, 1, 1, 2]])
+    freq = selection.best_rows_frequencies(rows, np.array([-1.0, 5.0, 3.0, -2.0]), 2, ALLOWED)
+    assert freq.shape == ALLOWED.shape
+    np.testing.assert_allclose(freq.sum(axis=1), 1.0)
+    np.testing.assert_allclose(freq[0], [0, 0.5, 0.5, 0])  # rows 1 and 2 (scores 5 and 3)
+    np.testing.assert_allclose(freq[3], [0.5, 0, 0, 0.5])
+    none = selection.best_rows_frequencies(np.zeros((0, 5), int), np.zeros(0), 3, ALLOWED)
+    np.testing.assert_allclose(none, selection.uniform_probs(ALLOWED))

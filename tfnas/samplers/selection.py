@@ -30,6 +30,17 @@ def uniform_probs(allowed: np.ndarray) -> np.ndarray:
     return allowed / allowed.sum(axis=1, keepdims=True)
 
 
+def best_rows_frequencies(rows: np.ndarray, scores: np.ndarray, k: int,
+                          allowed: np.ndarray) -> np.ndarray:
+    """[L, O]: how often each op occurs per layer among the k highest-scored rows (first
+    wins ties); uniform over `allowed` when there are none."""
+    k = min(k, len(scores))
+    if k == 0:
+        return uniform_probs(allowed)
+    best = np.asarray(rows)[np.argsort(-np.asarray(scores), kind="stable")[:k]]
+    return (best[:, :, None] == np.arange(allowed.shape[1])).mean(axis=0)
+
+
 def log_prob(probs: np.ndarray, rows: np.ndarray) -> np.ndarray:
     layers = np.arange(probs.shape[0])
     return np.log(np.maximum(probs[layers, rows], 1e-30)).sum(axis=1)

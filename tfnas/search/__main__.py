@@ -117,8 +117,13 @@ def main(argv: list[str]) -> int:
     flags_record = {name: getattr(FLAGS, name)
                     for name in (_CONFIG_FLAGS if hournas else _ONESHOT_FLAGS)}
     flags_record.update(space=space.name, targets=targets, algorithm=FLAGS.algorithm)
-    if FLAGS.mixed_precision != "none":  # recorded only when set: older runs still resume
+    # Recorded only when set, so that older runs still resume: each changes float rounding.
+    if FLAGS.mixed_precision != "none":
         flags_record["mixed_precision"] = FLAGS.mixed_precision
+    if FLAGS.grappler != "auto":
+        flags_record["grappler"] = FLAGS.grappler
+    if not FLAGS.deterministic:
+        flags_record["deterministic"] = False
     if hournas:
         flags_record["fix"] = sorted(FLAGS.fix)
         if FLAGS.vital_selection != "probability":  # also recorded only when set

@@ -153,7 +153,8 @@ def define_flags() -> None:
                   "calls and buys no step time; with a GPU it stays on for its layout and fusion "
                   "passes. "
                   "It changes float rounding, so the searched arch may differ between on and "
-                  "off; not recorded in config.json, so a run may resume with another value.")
+                  "off; on or off is recorded in config.json, and a run resumes only with the "
+                  "same value.")
     d.DEFINE_string("tpu", None, "TPU address for --strategy=tpu.")
     d.DEFINE_enum("mixed_precision", "none", ["none", "bfloat16", "float16"],
                   "Keras' mixed policy for the supernet: bfloat16 or float16 compute; float32 "
@@ -172,5 +173,5 @@ def define_flags() -> None:
                    "the end of every stage). Saving a full supernet takes seconds on CPU, so a "
                    "step count alone would cost short-step CPU runs much of their time.")
     d.DEFINE_bool("deterministic", True,
-                  "Deterministic TF ops, so a resumed run ends as an uninterrupted one. Not "
-                  "recorded in config.json: resuming with false gives up that guarantee.")
+                  "Deterministic TF ops, so a resumed run ends as an uninterrupted one. false "
+                  "is recorded in config.json, and a run resumes only with the same value.")

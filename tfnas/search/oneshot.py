@@ -277,10 +277,16 @@ class OneShotSearch(SupernetSearch):
                  "selection": self.state.get("selection", {})}
         if isinstance(space, NB201Space):
             extra["nb201_string"] = to_nb201_string(genotype)
-        return self.write_result(
-            cfg, genotype, self.tables, self.data.num_classes,
-            np.asarray(self.arch.probabilities()),
-            f"{self.name} on {space.name}: final op probabilities (red: chosen)", extra)
+        if cfg.algorithm == "tnas" and cfg.tnas_mode == "oneshot":  # θ is not learned here
+            hist = self.state.get("history", {"indices": [], "scores": []})
+            probs = selection.best_rows_frequencies(hist["indices"], hist["scores"],
+                                                    cfg.top_k, self.net.allowed_mask())
+            shown = (f"op frequencies of the {min(cfg.top_k, len(hist['scores']))} best "
+                     "scored paths")
+        else:
+            probs, shown = np.asarray(self.arch.probabilities()), "final op probabilities"
+        return self.write_result(cfg, genotype, self.tables, self.data.num_classes, probs,
+                                 f"{self.name} on {space.name}: {shown} (red: chosen)", extra)
 
     # -- token rows (the TNAS oracle's encoding) <-> op indices ------------------------------
     def _tokens(self, indices) -> np.ndarray:

@@ -78,7 +78,10 @@ class RunDir:
         differing = sorted(k for k in set(old_flags) | set(new_flags)
                            if k not in RUN_CONTROL and old_flags.get(k) != new_flags.get(k))
         if differing:
-            shown = ", ".join(f"{k}={old_flags.get(k)!r} (now {new_flags.get(k)!r})"
+            def setting(flags: dict[str, Any], key: str) -> str:
+                return repr(flags[key]) if key in flags else "default"  # recorded when set
+
+            shown = ", ".join(f"{k}={setting(old_flags, k)} (now {setting(new_flags, k)})"
                               for k in differing[:4])
             raise TfnasError(f"{self.path} holds a search with other settings: {shown}; rerun "
                              "with the same flags to resume, or use another --model_dir")
