@@ -116,6 +116,9 @@ def test_perturbation_selection_fixes_the_vital_op_that_scores_best(tmp_path):
     assert re.search(r"layer2_1 .* yes  stage 1: val loss [\d.]+, rank \d of 3", proc.stdout)
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["flags"]["vital_selection"] == "perturbation"
+    with open(os.path.join(model_dir, "state.json")) as f:  # stage 1's time includes scoring
+        training_only = json.load(f)["partial_seconds"]["vital"]
+    assert record["stages"]["vital"]["seconds"] > training_only
 
 
 def _efficientnet_choice_case():

@@ -82,8 +82,8 @@ class HourNAS(SupernetSearch):
     def run(self) -> dict[str, Any]:
         data = self.data
         if self.state["stage"] == "vital":
-            vital_ops = self._stage_vital(data)
-            self.finish_stage("vital", "proposals",
+            vital_ops, choice_seconds = self._stage_vital(data)
+            self.finish_stage("vital", "proposals", self.elapsed("vital") + choice_seconds,
                               vital_ops={str(k): v for k, v in vital_ops.items()})
         fixed = {**self.cfg.user_fixed,
                  **{int(k): v for k, v in self.state.get("vital_ops", {}).items()}}
@@ -101,7 +101,9 @@ class HourNAS(SupernetSearch):
         return self._finish(data)
 
     # -- stage 1 ---------------------------------------------------------------------------
-    def _stage_vital(self, data: SearchData) -> dict[int, int]:
+    def _stage_vital(self, data: SearchData) -> tuple[dict[int, int], float]:
+        """Trains the minimal supernet and fixes the vital ops; returns them and the seconds
+        the choice took after training (perturbation scoring, the joint feasibility check)."""
         space = self.cfg.space
         with self.strategy.scope():
             net = self._supernet(data, fixed=self.cfg.user_fixed, vital_only=True)
@@ -109,6 +111,7 @@ class HourNAS(SupernetSearch):
                               seed=self.cfg.seed)
         plan = StagePlan("vital", self.cfg.vital_epochs, data.weight_steps, data.arch_steps)
         self._train(net, arch, plan, data, penalty=None, sampler=self.cfg.vital_sampler)
+        t0 = time.monotonic()
         probs = np.asarray(arch.probabilities())
         self.state["vital_probabilities"] = probs.round(5).tolist()
         cfg = self.cfg
@@ -131,7 +134,7 @@ class HourNAS(SupernetSearch):
             best = "lowest-loss" if cfg.vital_selection == "perturbation" else "most likely"
             self.log(f"  changed from the {best} ops so the targets can be met: "
                      f"{', '.join(stepped)}")
-        return chosen
+        return chosen, time.monotonic() - t0
 
     def _perturbation_losses(self, net: SuperNet, arch: ArchParams,
                              data: SearchData) -> np.ndarray:
