@@ -4,6 +4,9 @@ Runs `python -m tfnas.search` twice on the default offline data, side by side in
 invocation, and prints each wall time and the ratio (target <= 0.6):
 
   python bench/search_stages.py --flagfile=configs/fbnet.cfg [--epochs=1] [search flags...]
+
+Stage 1 fixes the vital ops by θ, the paper's way (--vital_selection=probability), unless the
+flags say otherwise: the flagfiles' perturbation scoring is a step the paper's timing lacks.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ def main(argv: list[str]) -> None:
             args.append(arg)
     with tempfile.TemporaryDirectory() as tmp:
         epoch_flags = [f"--vital_epochs={epochs}", f"--nonvital_epochs={epochs}"]
+        if not any(a.startswith("--vital_selection=") for a in args):
+            epoch_flags.append("--vital_selection=probability")
         two, two_stages = timed_search(args + epoch_flags, os.path.join(tmp, "two"))
         one, one_stages = timed_search(args + ["--two_stage=false"] + epoch_flags,
                                        os.path.join(tmp, "one"))
