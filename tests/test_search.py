@@ -459,7 +459,7 @@ def test_mixed_precision_search(tmp_path, precision):
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["flags"]["mixed_precision"] == precision
     assert_one_line_error(_search(model_dir, "--nonvital_epochs=1"),
-                          f"mixed_precision='{precision}' (now None)")
+                          f"mixed_precision='{precision}' (now default)")
 
 
 def _free_ports(n):
