@@ -41,6 +41,9 @@ _ONESHOT_FLAGS = (
     "data_dir", "space_module",
     "setn_selection", "num_candidates", "top_k", "eval_batches", "tnas_mode", "eps_inc",
     "population", "generations")
+# Flags recorded only when they differ from these defaults, so that runs from before they
+# were recorded still resume; each changes float rounding.
+_RECORDED_WHEN_SET = {"mixed_precision": "none", "grappler": "auto", "deterministic": True}
 
 
 def import_space_modules(modules: list[str]) -> None:
@@ -117,13 +120,8 @@ def main(argv: list[str]) -> int:
     flags_record = {name: getattr(FLAGS, name)
                     for name in (_CONFIG_FLAGS if hournas else _ONESHOT_FLAGS)}
     flags_record.update(space=space.name, targets=targets, algorithm=FLAGS.algorithm)
-    # Recorded only when set, so that older runs still resume: each changes float rounding.
-    if FLAGS.mixed_precision != "none":
-        flags_record["mixed_precision"] = FLAGS.mixed_precision
-    if FLAGS.grappler != "auto":
-        flags_record["grappler"] = FLAGS.grappler
-    if not FLAGS.deterministic:
-        flags_record["deterministic"] = False
+    flags_record.update({name: getattr(FLAGS, name) for name, default in
+                         _RECORDED_WHEN_SET.items() if getattr(FLAGS, name) != default})
     if hournas:
         flags_record["fix"] = sorted(FLAGS.fix)
         if FLAGS.vital_selection != "probability":  # also recorded only when set
