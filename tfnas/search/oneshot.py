@@ -239,7 +239,7 @@ class OneShotSearch(SupernetSearch):
             final = self.arch.derive()
             return final, {"method": "argmax theta", **scorer(final)}
         if cfg.algorithm == "tnas":
-            hist = self.state.get("history", {"indices": [], "scores": []})
+            hist = self._scored_history()
             tnas = self._tnas_oracle()
             rows = self._token_rows(hist["indices"])
             scores = np.array(hist["scores"], np.float64)
@@ -278,7 +278,7 @@ class OneShotSearch(SupernetSearch):
         if isinstance(space, NB201Space):
             extra["nb201_string"] = to_nb201_string(genotype)
         if cfg.algorithm == "tnas" and cfg.tnas_mode == "oneshot":  # θ is not learned here
-            hist = self.state.get("history", {"indices": [], "scores": []})
+            hist = self._scored_history()
             probs = selection.best_rows_frequencies(hist["indices"], hist["scores"],
                                                     cfg.top_k, self.net.allowed_mask())
             shown = (f"op frequencies of the {min(cfg.top_k, len(hist['scores']))} best "
@@ -287,6 +287,10 @@ class OneShotSearch(SupernetSearch):
             probs, shown = np.asarray(self.arch.probabilities()), "final op probabilities"
         return self.write_result(cfg, genotype, self.tables, self.data.num_classes, probs,
                                  f"{self.name} on {space.name}: {shown} (red: chosen)", extra)
+
+    def _scored_history(self) -> dict[str, list]:
+        """The paths stage "train" scored and their scores (empty for setn)."""
+        return self.state.get("history", {"indices": [], "scores": []})
 
     # -- token rows (the TNAS oracle's encoding) <-> op indices ------------------------------
     def _tokens(self, indices) -> np.ndarray:
