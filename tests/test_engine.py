@@ -139,6 +139,10 @@ def test_perturbation_losses_pin_one_layer_of_the_given_mixture():
         assert losses[1, op] == pytest.approx(scorer(pinned)["loss"], rel=1e-4)
     assert np.isnan(losses[[0, 2]]).all() and np.isnan(losses[1, ~allowed[1]]).all()
     assert calls == [(1, 3), (2, 3), (3, 3)]
+    # Moving BatchNorm statistics: the same images in one larger batch score the same.
+    merged = [tuple(tf.concat(parts, 0) for parts in zip(*batches))]
+    np.testing.assert_allclose(perturbation_losses(net, one_hot, [1], allowed, merged, 16),
+                               losses, rtol=1e-5)
     mixed = np.where(allowed, 1.0, 0.0) / allowed.sum(1, keepdims=True)
     mixture = perturbation_losses(net, mixed.astype(np.float32), [1], allowed, batches, 8)
     assert not np.allclose(mixture[1, allowed[1]], losses[1, allowed[1]], rtol=1e-3)

@@ -440,8 +440,10 @@ def test_ablations_run(tmp_path):
         record = _record(model_dir)
         assert record["two_stage"] == (name != "one_stage")
         softmax = name == "softmax"
-        assert record["sampler"] == record["vital_sampler"] == (
-            "gumbel_softmax" if softmax else "gumbel_max")
+        assert record["sampler"] == ("gumbel_softmax" if softmax else "gumbel_max")
+        # Stage 1's settings are recorded only where there is a stage 1.
+        assert record.get("vital_sampler") == ("gumbel_softmax" if softmax else None)
+        assert ("vital_selection" in record) == softmax
         assert record["arch_gradient"] == ("straight_through" if softmax else "reinforce")
 
 
@@ -664,6 +666,29 @@ def test_cache_modes_give_the_same_batches(tmp_path):
         assert first and first == _batches(none.epoch(which, epoch, skip))
     assert _batches(memory.validation_batches(2)) == _batches(none.validation_batches(2))
     assert _batches(memory.epoch("weights", 0, 0)) != _batches(memory.epoch("weights", 1, 0))
+
+
+def test_merged_validation_batches_hold_the_same_images_in_order():
+    """Perturbation scoring may take its validation images in fewer, larger batches: the
+    merged batches are the unmerged ones concatenated, however `merge` divides the count."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfnas.search.base import CommonConfig
+    from tfnas.search.data import SearchData
+
+    config = CommonConfig(space=tiny_space(), targets={}, image_size=12, batch_size=8,
+                          max_images=400)
+    data = SearchData(config, tf.distribute.get_strategy())
+    plain = data.validation_batches(6)
+    flat = [np.concatenate([b[i].numpy() for b in plain]) for i in (0, 1)]
+    for merge, size in ((1, 8), (2, 16), (4, 24), (6, 48), (100, 48)):
+        assert data.merged_batch_size(6, merge) == size
+        merged = data.validation_batches(6, merge)
+        assert len(merged) == 48 // size and all(len(x) == size for x, _ in merged)
+        for i in (0, 1):
+            np.testing.assert_array_equal(np.concatenate([b[i].numpy() for b in merged]),
+                                          flat[i])
 
 
 def test_each_worker_prepares_only_its_slice_of_every_batch(tmp_path):

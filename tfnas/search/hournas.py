@@ -38,6 +38,10 @@ from tfnas.search.rundir import RunDir
 from tfnas.search.vital_choice import TOLERANCE, feasible_vital_choice, largest_miss
 from tfnas.space.genotype import Genotype
 
+# Perturbation scoring batches hold up to this many pixels (256 images of 32 x 32), or one
+# training batch when that is larger.
+SCORING_PIXELS = 256 * 32 * 32
+
 
 @dataclasses.dataclass
 class SearchConfig(CommonConfig):
@@ -148,10 +152,13 @@ class HourNAS(SupernetSearch):
         layers = self._searched_vital_layers()
         allowed = net.allowed_mask()
         progress = Progress("scoring vital ops", int(allowed[layers].sum()))
+        # Scoring uses the moving BatchNorm statistics, so small images may come in larger
+        # batches (the same images, fewer calls); large ones keep the training batch.
+        merge = SCORING_PIXELS // (cfg.batch_size * cfg.image_size ** 2)
         return perturbation_losses(net, weights, layers, allowed,
-                                   data.validation_batches(cfg.selection_batches),
-                                   cfg.batch_size, self.strategy,
-                                   lambda done, _total: progress.update(done))
+                                   data.validation_batches(cfg.selection_batches, merge),
+                                   data.merged_batch_size(cfg.selection_batches, merge),
+                                   self.strategy, lambda done, _total: progress.update(done))
 
     # -- proposals --------------------------------------------------------------------------
     def _optimize_proposals(self, fixed: dict[int, int]) -> Proposals:
@@ -313,10 +320,12 @@ class HourNAS(SupernetSearch):
         space = self.cfg.space
         genotype = Genotype.from_indices(space, self.state["final_indices"])
         extra = {"algorithm": "hournas", "two_stage": self.cfg.two_stage,
-                 "sampler": self.cfg.sampler, "vital_sampler": self.cfg.vital_sampler,
-                 "arch_gradient": self.cfg.arch_gradient,
+                 "sampler": self.cfg.sampler, "arch_gradient": self.cfg.arch_gradient,
                  "vital_ops": {space.layers[int(k)].name: space.ops[v]
                                for k, v in self.state.get("vital_ops", {}).items()}}
+        if self.cfg.two_stage:  # how stage 1 ran and chose; a one-stage search has no stage 1
+            extra.update(vital_sampler=self.cfg.vital_sampler,
+                         vital_selection=self.cfg.vital_selection)
         probs = np.array(self.state.get("final_probabilities",
                                         np.eye(space.num_ops)[genotype.indices()]))
         if "vital_probabilities" in self.state:
@@ -324,7 +333,6 @@ class HourNAS(SupernetSearch):
             vital = space.vital_mask()
             probs[vital] = np.array(self.state["vital_probabilities"])[vital]
             extra["vital_probabilities"] = _per_vital_op(space, probs)
-        extra["vital_selection"] = self.cfg.vital_selection
         if "vital_losses" in self.state:
             losses = np.array(self.state["vital_losses"], dtype=float)
             extra["vital_losses"] = _per_vital_op(space, losses, ~np.isnan(losses))
