@@ -512,12 +512,15 @@ def _digit_tfrecords(directory, sizes, broken=()) -> str:
 
 def test_two_workers_on_localhost_agree(tmp_path):
     """Each worker takes its share of every global batch, whatever the files: here one
-    file holds 24 images and the other 136, and the epochs use every full batch."""
+    file holds 24 images and the other 136, and the epochs use every full batch. Stage 1 runs
+    as the flagfiles run it, its vital ops scored in merged batches split over the workers."""
     pattern = _digit_tfrecords(str(tmp_path), [24, 136])
     chief, worker = run_two_workers(str(tmp_path / "mw"), [
         *TINY, f"--dataset=tfrecord:{pattern}", "--num_classes=10", "--cache=none",
-        "--batch_size=16", "--steps_per_epoch=0", "--checkpoint_every=4"])
+        "--batch_size=16", "--steps_per_epoch=0", "--checkpoint_every=4",
+        "--vital_sampler=gumbel_softmax", "--vital_selection=perturbation"])
     assert chief == worker
+    assert chief["vital_losses"]
     # Stage 2 warm-starts on each worker from its own copy of stage 1's weights, never from a
     # file another process may still be writing.
     assert os.path.exists(tmp_path / "mw" / ".worker1" / "vital_supernet.weights.h5")
@@ -689,6 +692,11 @@ def test_merged_validation_batches_hold_the_same_images_in_order():
         for i in (0, 1):
             np.testing.assert_array_equal(np.concatenate([b[i].numpy() for b in merged]),
                                           flat[i])
+    # Two replicas of one pipeline split each merged batch into consecutive halves.
+    halves = data.pipeline("arch", None, 0, 2, tf.distribute.InputContext(1, 0, 2), batch=24)
+    for i, part in enumerate(zip(*[(x.numpy(), y.numpy()) for x, y in halves])):
+        assert [len(x) for x in part] == [12] * 4
+        np.testing.assert_array_equal(np.concatenate(part), flat[i])
 
 
 def test_each_worker_prepares_only_its_slice_of_every_batch(tmp_path):
