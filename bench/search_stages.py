@@ -5,8 +5,10 @@ invocation, and prints each wall time and the ratio (target <= 0.6):
 
   python bench/search_stages.py --flagfile=configs/fbnet.cfg [--epochs=1] [search flags...]
 
-Stage 1 fixes the vital ops by θ, the paper's way (--vital_selection=probability), unless the
-flags say otherwise: the flagfiles' perturbation scoring is a step the paper's timing lacks.
+Stage 1 runs as in the paper unless the flags say otherwise (`PAPER_STAGE_1`): single paths
+(--vital_sampler=gumbel_max), not the flagfiles' every-op stage 1 that the CPU proxy needs
+to train, and the vital ops fixed by θ (--vital_selection=probability), without the
+flagfiles' perturbation scoring, a step the paper's timing lacks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAPER_STAGE_1 = {"vital_sampler": "gumbel_max", "vital_selection": "probability"}
 
 
 def timed_search(args: list[str], model_dir: str) -> tuple[float, dict[str, float]]:
@@ -46,8 +49,8 @@ def main(argv: list[str]) -> None:
             args.append(arg)
     with tempfile.TemporaryDirectory() as tmp:
         epoch_flags = [f"--vital_epochs={epochs}", f"--nonvital_epochs={epochs}"]
-        if not any(a.startswith("--vital_selection=") for a in args):
-            epoch_flags.append("--vital_selection=probability")
+        epoch_flags += [f"--{name}={value}" for name, value in PAPER_STAGE_1.items()
+                        if not any(a.startswith(f"--{name}=") for a in args)]
         two, two_stages = timed_search(args + epoch_flags, os.path.join(tmp, "two"))
         one, one_stages = timed_search(args + ["--two_stage=false"] + epoch_flags,
                                        os.path.join(tmp, "one"))
