@@ -105,5 +105,5 @@ class SearchData:
         largest factor of `count` (after the clip to the split) that is at most `merge`, so
         the merged batches hold exactly the images of the `count` unmerged ones."""
         count = max(1, min(count, self.full_arch_batches))
-        factor = max(d for d in range(1, max(1, merge) + 1) if count % d == 0)
+        factor = max(d for d in range(1, max(1, min(merge, count)) + 1) if count % d == 0)
         return self.cfg.batch_size * factor
