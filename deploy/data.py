@@ -44,6 +44,8 @@ def _npy_images(path: str, input_shape: tuple[int, int, int], count: int) -> np.
     except (OSError, ValueError) as e:
         raise TfnasError(f"cannot read calibration images {path}: {e}") from None
     _check_shape(x, input_shape, path)
+    if not len(x):
+        raise TfnasError(f"calibration images {path} hold no images")
     return x[:count].astype(np.float32)
 
 

@@ -199,6 +199,12 @@ def self_check(model, content: bytes, images: np.ndarray, labels: np.ndarray | N
 def main(argv: list[str]) -> int:
     if bool(FLAGS.arch) == bool(FLAGS.model):
         raise TfnasError("pass exactly one of --arch=DIR/arch.json and --model=PATH.keras")
+    if FLAGS.model:  # a saved model carries its own weights and shapes
+        ignored = [f"--{name}" for name in ("weights", "resolution", "width", "num_classes")
+                   if FLAGS[name].present]
+        if ignored:
+            raise TfnasError(f"{', '.join(ignored)} shape the net built from --arch; a --model "
+                             "file has its own")
     if not FLAGS.out:
         raise TfnasError("--out=FILE.tflite is required")
     if not FLAGS.out.endswith(".tflite"):  # e.g. an arch.json given as --out by mistake

@@ -168,7 +168,8 @@ def block_models(space: MBConvSpace, resolution: int,
 def mbconv_space(name: str, width: float) -> MBConvSpace:
     space = get_space(name)
     if not isinstance(space, MBConvSpace):
-        raise TfnasError(f"latency tables cover the MBConv spaces; {name!r} is not one")
+        raise TfnasError(f"latency tables and reports cover the MBConv spaces; {name!r} is not "
+                         "one")
     if not 0.0 < width <= 4.0:
         raise TfnasError(f"--width must be in (0, 4], got {width}")
     return space.with_width(width) if width != 1.0 else space

@@ -177,6 +177,22 @@ def profile_android(path: str, serial: str | None, binary: str, adb: str, thread
 
 # ---------------------------------------------------------------------- CLI
 
+def check_model(path: str) -> None:
+    """One clear error for a file LiteRT cannot load (not TFLite, truncated, damaged), here
+    rather than as a timing worker's traceback or on the device."""
+    with open(path, "rb") as f:
+        if f.read(8)[4:8] != b"TFL3":
+            raise TfnasError(f"{path} is not a TFLite flatbuffer")
+    from deploy.convert import interpreter
+
+    try:
+        with cli.quiet_native_stderr():  # LiteRT's INFO line about its XNNPACK delegate
+            interpreter(path)
+    except (ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise TfnasError(f"{path} is not a valid TFLite model: {reason}") from None
+
+
 def main(argv: list[str]) -> int:
     kind, serial = parse_target(FLAGS.target)
     try:
@@ -187,9 +203,7 @@ def main(argv: list[str]) -> int:
         raise TfnasError("--threads must be >= 1, --runs >= 1 and --warmup >= 0")
     if not FLAGS.model or not os.path.isfile(FLAGS.model):
         raise TfnasError(f"--model must name an existing .tflite file, got {FLAGS.model!r}")
-    with open(FLAGS.model, "rb") as f:
-        if f.read(8)[4:8] != b"TFL3":
-            raise TfnasError(f"{FLAGS.model} is not a TFLite flatbuffer")
+    check_model(FLAGS.model)
     info = {"model": FLAGS.model, "target": FLAGS.target,
             "size_bytes": os.path.getsize(FLAGS.model)}
     if kind == "android":

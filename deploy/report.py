@@ -11,7 +11,6 @@ DIR/latency_vs_flops.png, DIR/latency_report.md and DIR/latency_report.json.
 from __future__ import annotations
 
 import os
-import sys
 
 from absl import flags
 
@@ -138,13 +137,6 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _dir_as_flag(argv: list[str]) -> list[str]:
-    """`report DIR --flags` -> `report --dir=DIR --flags` (the CLIs take no positionals)."""
-    if len(argv) > 1 and not argv[1].startswith("-"):
-        return [argv[0], f"--dir={argv[1]}", *argv[2:]]
-    return argv
-
-
 if __name__ == "__main__":
     define_flags()
-    cli.run(main, _dir_as_flag(sys.argv))
+    cli.run(main, positional="dir")

@@ -161,6 +161,15 @@ def test_streams_are_cut_before_any_image_is_decoded(tmp_path):
     with pytest.raises(TfnasError, match="^cannot read dataset w: Unknown image file format"):
         with reading("w"):
             _arrays(weights.images())
+    # Every k-th record: a fraction that is no 1 - 1/k is refused, not rounded.
+    weights, arch = search_parts(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", 16,
+                                 weight_fraction=0.75)
+    assert (weights.size, arch.size) == (37, 13)
+    with pytest.raises(TfnasError, match="weight fraction is 1 - 1/k; 0.3 is not one; the "
+                                         "nearest are 0.5, 0.667$"):
+        search_parts(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", 16, weight_fraction=0.3)
+    with pytest.raises(TfnasError, match="0.7 is not one; the nearest are 0.5, 0.667, 0.75$"):
+        search_parts(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", 16, weight_fraction=0.7)
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),

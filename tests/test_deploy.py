@@ -61,6 +61,20 @@ def trained(tmp_path_factory) -> str:
     return path
 
 
+@pytest.fixture(scope="module")
+def relu_tflite(tmp_path_factory) -> str:
+    """A real, tiny .tflite file (one ReLU): for checks that must get past the model's
+    validity check."""
+    import keras
+
+    from deploy.convert import to_tflite
+
+    inputs = keras.Input((1, 1, 8))
+    path = tmp_path_factory.mktemp("relu") / "relu.tflite"
+    path.write_bytes(to_tflite(keras.Model(inputs, keras.layers.ReLU()(inputs))))
+    return str(path)
+
+
 def _export(*args: str) -> dict:
     proc = run_cli("deploy.export", *args, "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -288,8 +302,8 @@ def test_bad_arch_file_is_one_line(tmp_path):
     bad.write_text("{not json")
     assert_one_line_error(run_cli("deploy.export", f"--arch={bad}",
                                   f"--out={tmp_path / 'x.tflite'}"), "not valid JSON")
-    assert_one_line_error(run_cli("deploy.report", str(tmp_path / "missing")),
-                          "is not a directory")
+    for args in ([str(tmp_path / "missing")], ["--samples", "3", str(tmp_path / "missing")]):
+        assert_one_line_error(run_cli("deploy.report", *args), "missing is not a directory")
     for flag in ("--resolution=0", "--width=-1"):
         assert_one_line_error(run_cli("deploy.export", "--arch=HourNAS-A.json", flag,
                                       f"--out={tmp_path / 'x.tflite'}"), "--width in (0, 4]")
@@ -298,6 +312,10 @@ def test_bad_arch_file_is_one_line(tmp_path):
     assert_one_line_error(run_cli("deploy.export", "--arch=HourNAS-A.json",
                                   f"--out={tmp_path / 'arch.json'}"), "must end in .tflite")
     assert (tmp_path / "arch.json").read_text() == '{"space": "fbnet"}'
+    assert_one_line_error(run_cli("deploy.export", f"--model={tmp_path / 'm.keras'}",
+                                  "--resolution=64", "--width=0.5",
+                                  f"--out={tmp_path / 'x.tflite'}"),
+                          "--resolution, --width shape the net built from --arch")
 
 
 def test_bad_model_weights_and_images_are_one_line(tmp_path):
@@ -353,18 +371,30 @@ def test_lut_resumes_only_its_own_table(tmp_path):
     assert resumable(str(path), settings)["entries"] == {}
 
 
-def test_unknown_target_is_one_line(tmp_path):
-    model = tmp_path / "m.tflite"
-    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(32))
+def test_unknown_target_is_one_line(relu_tflite, tmp_path):
+    model = relu_tflite
     assert_one_line_error(run_cli("deploy.profile", f"--model={model}", "--target=iphone"),
                           "unknown target 'iphone'")
     assert_one_line_error(run_cli("deploy.lut", "--space=fbnet", "--target=android",
                                   f"--out={tmp_path / 'l.json'}"), "unknown target")
 
 
-def test_missing_adb_binary_or_device_is_one_line(tmp_path):
-    model = tmp_path / "m.tflite"
-    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(32))
+def test_damaged_tflite_is_one_line(relu_tflite, tmp_path):
+    good = open(relu_tflite, "rb").read()
+    damaged = {"header only": b"\x1c\x00\x00\x00TFL3" + bytes(32),
+               "truncated": good[:len(good) // 2]}
+    for name, content in damaged.items():
+        model = tmp_path / f"{name.replace(' ', '_')}.tflite"
+        model.write_bytes(content)
+        assert_one_line_error(run_cli("deploy.profile", f"--model={model}"),
+                              "is not a valid TFLite model")
+    model.write_bytes(b"not a model")
+    assert_one_line_error(run_cli("deploy.profile", f"--model={model}"),
+                          "is not a TFLite flatbuffer")
+
+
+def test_missing_adb_binary_or_device_is_one_line(relu_tflite, tmp_path):
+    model = relu_tflite
     binary = tmp_path / "benchmark_model"
     binary.write_text("")
     args = [f"--model={model}", "--target=android"]
@@ -392,5 +422,9 @@ def test_wrong_calibration_shape_is_one_line_and_keeps_output(trained, tmp_path)
     proc = run_cli("deploy.export", f"--model={trained}", f"--out={out}", "--quantize=int8",
                    f"--dataset={images}")
     assert_one_line_error(proc, "[28, 28, 1]", "[32, 32, 3]")
+    assert out.read_bytes() == b"previous export"
+    np.save(images, np.zeros((0, 32, 32, 3), np.float32))
+    proc = run_cli("deploy.export", f"--model={trained}", f"--out={out}", f"--dataset={images}")
+    assert_one_line_error(proc, f"calibration images {images} hold no images")
     assert out.read_bytes() == b"previous export"
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".keep")]

@@ -3,6 +3,7 @@ two-level sampling, JSON round-trip and the CLI's interface (SPEC §5)."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -148,6 +149,26 @@ def test_latency_table_adds_an_objective(fbnet, tmp_path):
     assert sample_report(tables, targets, archs)["within_5pct_all"] >= 0.9
 
 
+def test_malformed_or_foreign_latency_tables_are_one_error(fbnet, tmp_path):
+    good = {"space": "fbnet", "ops": list(fbnet.ops), "constant_ms": 0.5,
+            "table": np.zeros(fbnet.legal.shape).tolist()}
+    cases = [({"table": [[1.0, 2.0], [3.0]]}, '"table" must hold 22 rows'),
+             ({"table": [["fast"] * 9] * 22}, '"table" must hold 22 rows'),
+             ({"table": [[1.0] * 9] * 21}, "(it has shape (21, 9))"),
+             ({"constant_ms": "0.5"}, '"constant_ms" must be a number'),
+             ({"ops": "k3e1"}, '"ops" must be a list of op names'),
+             # deploy.lut records the network it timed; the search counts 224 px, 1000 classes.
+             ({"resolution": 32, "num_classes": 1000},
+              "measured at resolution 32; the search counts costs at resolution 224")]
+    for change, fragment in cases:
+        path = tmp_path / "lut.json"
+        path.write_text(json.dumps({**good, **change}))
+        with pytest.raises(TfnasError, match=re.escape(fragment)):
+            fbnet.with_latency(str(path))
+    path.write_text(json.dumps({**good, "resolution": 224, "width_multiplier": 1.0}))
+    assert fbnet.with_latency(str(path)).constants["latency_ms"] == 0.5
+
+
 def test_cli_json_and_dump(fbnet, tmp_path):
     dump, plot, saved = tmp_path / "archs.txt", tmp_path / "fig.png", tmp_path / "p.json"
     proc = run_cli("tfnas.proposals", "--space=fbnet", "--target_params=4.8e6",
@@ -169,12 +190,15 @@ def test_cli_json_and_dump(fbnet, tmp_path):
 
 def test_cli_bad_input_is_one_line(tmp_path):
     (tmp_path / "afile").write_text("")
+    (tmp_path / "uneven.json").write_text('{"space": "fbnet", "table": [[1, 2], [3]]}')
     cases = [
         (["--target_params=9e6", "--target_flops=300e6"], FBNET_RANGES),
         (["--target_params=4e6", "--fix=layer6_1:k5e6,layer6_2:k5e6,layer6_3:k5e6,"
           "layer6_4:k5e6"], "feasible ranges with 4 fixed layer(s): params 4.309M..5.803M"),
         (["--target_params=4e6", "--fix=layer2_1:skip"], "'skip' is not legal at layer2_1"),
         (["--target_latency_ms=3"], "--target_latency_ms needs --latency_table"),
+        (["--target_latency_ms=3", f"--latency_table={tmp_path}/uneven.json"],
+         '"table" must hold 22 rows'),
         ([], "give at least one of --target_params"),
         (["--target_params=4.8e6", f"--dump={tmp_path}/afile/x.txt"],
          f"cannot write --dump {tmp_path}/afile/x.txt: {tmp_path}/afile is a file"),
@@ -185,4 +209,4 @@ def test_cli_bad_input_is_one_line(tmp_path):
         proc = run_cli("tfnas.proposals", "--space=fbnet", *args)
         assert proc.returncode == 2
         assert_one_line_error(proc, fragment)
-    assert os.listdir(tmp_path) == ["afile"]
+    assert sorted(os.listdir(tmp_path)) == ["afile", "uneven.json"]

@@ -562,6 +562,10 @@ def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
          "--clip_norm must be >= 0"),
         (["--space=fbnet", "--target_params=4.8e6", "--selection_batches=0"],
          "--selection_batches must be >= 1"),
+        (["--space=fbnet", "--target_params=4.8e6", "--num_classes=-1"],
+         "--num_classes must be >= 0"),
+        # absl.app's own flags are not offered: --only_check_args would run the whole search.
+        (TINY + ["--only_check_args"], "Unknown command line flag 'only_check_args'"),
     ]
     for args, fragment in cases:
         proc = run_cli("tfnas.search", *args, f"--model_dir={model_dir}")

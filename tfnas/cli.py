@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Callable
@@ -39,17 +40,25 @@ def import_tensorflow():
     if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0) < 2 or "tensorflow" in sys.modules:
         import tensorflow as tf
         return tf
+    with quiet_native_stderr():
+        import tensorflow as tf
+        tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, once
+    return tf
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Sends what C++ code writes to file descriptor 2 (TensorFlow's, LiteRT's INFO lines) to
+    /dev/null for the duration; Python exceptions still carry their messages."""
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow as tf
-        tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, once
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-    return tf
 
 
 def _program_name() -> str:
@@ -60,18 +69,26 @@ def _program_name() -> str:
 
 
 _HELP_FLAGS = {"?", "help", "helpshort", "helpfull", "helpxml"}
+# Flags absl.app defines for its own app.run, which these CLIs do not use: left in, --helpfull
+# would offer them and --only_check_args would run the whole job instead of stopping.
+_APP_RUN_FLAGS = ("run_with_pdb", "pdb_post_mortem", "pdb", "run_with_profiling",
+                  "profile_file", "use_cprofile_for_profiling", "only_check_args")
 
 
 def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
-        fast_exit: bool = False) -> None:
+        fast_exit: bool = False, positional: str | None = None) -> None:
     """Parses absl flags (with --help/--helpfull) and runs `main`, turning user errors into
     one line. Unexpected exceptions still show their traceback: they are our bugs.
 
     `fast_exit` ends the process without tearing down Python objects once `main` is done and
     output is flushed: a traced supernet's graphs take a minute to garbage-collect.
+    `positional` names the flag that one argument without a leading -- sets, wherever it is.
     """
     argv = list(sys.argv if argv is None else argv)
     app.define_help_flags()
+    for name in _APP_RUN_FLAGS:
+        if name in flags.FLAGS:
+            delattr(flags.FLAGS, name)
     try:
         argv = flags.FLAGS(argv)
     except flags.Error as e:
@@ -79,6 +96,8 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
     except SystemExit as e:  # absl exits 1 after printing --help; asking for help is no error
         helped = any(a.split("=")[0].lstrip("-") in _HELP_FLAGS for a in argv[1:])
         sys.exit(0 if helped and e.code == 1 else e.code)
+    if positional and len(argv) == 2 and not flags.FLAGS[positional].present:
+        flags.FLAGS[positional].value = argv.pop()  # e.g. `report DIR`: --dir=DIR
     if len(argv) > 1:
         fail(f"unexpected arguments (flags need a leading --, also in a flagfile): "
              f"{' '.join(argv[1:])}")

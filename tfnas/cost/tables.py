@@ -30,6 +30,8 @@ class CostTables:
     tables: dict[str, np.ndarray]  # objective -> float64 [L, O]
     constants: dict[str, float]  # objective -> stem + fixed blocks + head
     legal: np.ndarray  # bool [L, O]
+    # The network the tables count: a latency table measured on another one is refused.
+    setting: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def objectives(self) -> list[str]:
@@ -60,7 +62,8 @@ class CostTables:
 
     def with_latency(self, path: str) -> "CostTables":
         """Adds the "latency_ms" objective from a LUT JSON file (see `load_latency_table`)."""
-        table, const = load_latency_table(path, self.space, self.ops, self.legal.shape[0])
+        table, const = load_latency_table(path, self.space, self.ops, self.legal.shape[0],
+                                          self.setting)
         return dataclasses.replace(self, tables={**self.tables, "latency_ms": table},
                                    constants={**self.constants, "latency_ms": const})
 
@@ -84,7 +87,9 @@ def mbconv_tables(space: MBConvSpace, resolution: int = NOMINAL_RESOLUTION,
     const = fixed_cost(space, resolution, num_classes)
     return CostTables(space.name, space.ops, {"params": params, "flops": flops},
                       {"params": float(const.params), "flops": float(const.flops)},
-                      space.legal_mask())
+                      space.legal_mask(),
+                      {"resolution": resolution, "width_multiplier": space.width_multiplier,
+                       "num_classes": num_classes})
 
 
 def block_resolutions(space: MBConvSpace, resolution: int) -> list[int]:
@@ -138,24 +143,42 @@ def cost_tables(space: SearchSpace, resolution: int | None = None,
     return _TABLE_CACHE[key]
 
 
-def load_latency_table(path: str, space: str, ops: Sequence[str],
-                       num_layers: int) -> tuple[np.ndarray, float]:
+def load_latency_table(path: str, space: str, ops: Sequence[str], num_layers: int,
+                       setting: dict[str, float] | None = None) -> tuple[np.ndarray, float]:
     """Reads a per-(layer, op) latency file.
 
     Accepted form: {"space": S, "ops": [...], "table": [[ms per op] per layer],
-    "constant_ms": float}; extra keys (the LUT's block descriptions and statistics) are ignored.
+    "constant_ms": float}; extra keys (the LUT's block descriptions and statistics) are ignored,
+    except that a file recording its "resolution", "width_multiplier" or "num_classes" must
+    match `setting`, the network the other objectives count.
     """
     obj = read_json(path, "latency table")
     if not isinstance(obj, dict) or "table" not in obj:
         raise TfnasError(f'latency table {path} has no "table" entry')
     if obj.get("space", space) != space:
         raise TfnasError(f"latency table {path} is for space {obj['space']!r}, not {space!r}")
-    file_ops = list(obj.get("ops", ops))
-    missing = [op for op in ops if op not in file_ops]
-    table = np.asarray(obj["table"], dtype=np.float64)
-    if missing or table.shape != (num_layers, len(file_ops)):
+    differ = {k: (obj[k], v) for k, v in (setting or {}).items() if k in obj and obj[k] != v}
+    if differ:
         raise TfnasError(
-            f"latency table {path} has shape {table.shape} over ops {file_ops}; space {space!r} "
-            f"needs {num_layers} layers x ops {list(ops)}")
+            f"latency table {path} was measured at "
+            + ", ".join(f"{k} {a}" for k, (a, _) in differ.items())
+            + "; the search counts costs at " + ", ".join(f"{k} {b}" for k, (_, b) in differ.items())
+            + " (rebuild it with python -m deploy.lut at those settings)")
+    file_ops = obj.get("ops", list(ops))
+    if not isinstance(file_ops, list) or not all(isinstance(op, str) for op in file_ops):
+        raise TfnasError(f'latency table {path}: "ops" must be a list of op names')
+    missing = [op for op in ops if op not in file_ops]
+    shape_error = TfnasError(
+        f"latency table {path}: \"table\" must hold {num_layers} rows (layers) of one number "
+        f"per op in {file_ops}, and space {space!r} needs ops {list(ops)}")
+    constant = obj.get("constant_ms", 0.0)
+    if isinstance(constant, bool) or not isinstance(constant, (int, float)):
+        raise TfnasError(f'latency table {path}: "constant_ms" must be a number')
+    try:
+        table = np.asarray(obj["table"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise shape_error from None
+    if missing or table.shape != (num_layers, len(file_ops)):
+        raise TfnasError(f"{shape_error} (it has shape {table.shape})")
     table = table[:, [file_ops.index(op) for op in ops]]
-    return np.nan_to_num(table), float(obj.get("constant_ms", 0.0))
+    return np.nan_to_num(table), float(constant)

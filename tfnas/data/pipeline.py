@@ -190,8 +190,14 @@ def search_parts(name: str, image_size: int, data_dir: str | None = None,
             raise TfnasError(f"dataset {name!r} has too few images ({n}) to split")
         return (_array_part(source, order[:cut], image_size),
                 _array_part(source, order[cut:], image_size))
-    ds, size, labels = _stream(name, source, limit, count=True)
     every = max(2, round(1 / (1 - weight_fraction)))
+    if abs((1 - 1 / every) - weight_fraction) > 0.01:
+        near = sorted({max(2, k) for k in (every - 1, every, every + 1)})
+        raise TfnasError(
+            f"dataset {name!r} is a stream, split by position (every k-th record to the "
+            f"architecture part), so its weight fraction is 1 - 1/k; {weight_fraction} is not "
+            "one; the nearest are " + ", ".join(f"{1 - 1 / k:.3g}" for k in near))
+    ds, size, labels = _stream(name, source, limit, count=True)
     indexed = ds.enumerate()  # the cut picks records: nothing is decoded for it
     weights = indexed.filter(lambda i, _: i % every != 0).map(lambda i, record: record)
     arch = indexed.filter(lambda i, _: i % every == 0).map(lambda i, record: record)

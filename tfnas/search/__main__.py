@@ -70,7 +70,7 @@ def _check_ranges() -> None:
     if FLAGS.generations < 0 or FLAGS.eps_inc < 0:
         raise TfnasError("--generations and --eps_inc must be >= 0")
     for name in ("vital_epochs", "nonvital_epochs", "steps_per_epoch", "proposal_iterations",
-                 "max_images"):
+                 "max_images", "num_classes"):
         if getattr(FLAGS, name) < 0:
             raise TfnasError(f"--{name} must be >= 0")
     if not 0 < FLAGS.width_multiplier <= 4:
