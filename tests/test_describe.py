@@ -67,5 +67,18 @@ def test_bad_inputs_give_one_line(tmp_path):
     bad.write_text("{oops")
     cases.append(([f"--arch={bad}"], "is not valid JSON"))
     cases.append((["--space=fbnet", f"--arch={tmp_path}"], "is a directory without arch.json"))
+    undecodable = tmp_path / "latin1.json"
+    undecodable.write_bytes(b"\xff\xfe junk")
+    cases.append(([f"--arch={undecodable}"], "is not valid JSON"))
+    for flag in ("--resolution=0", "--num_classes=0"):
+        cases.append((["--arch=HourNAS-A", flag], "--resolution must be >= 8"))
     for args, fragment in cases:
         assert_one_line_error(run_cli("tfnas.describe", *args), fragment)
+
+
+def test_nb201_costs_name_their_resolution():
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|none~1|none~2|"
+    for args, shown in (([], "32x32"), (["--resolution=64"], "64x64")):
+        proc = run_cli("tfnas.describe", "--space=nb201", f"--arch={arch}", *args)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip().endswith(f"multiply-adds at {shown}"), proc.stdout

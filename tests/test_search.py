@@ -607,16 +607,36 @@ def test_damaged_checkpoints_and_state_are_one_error_and_left_as_they_are(tmp_pa
             open_checkpoints(checkpoint(v=[64]), str(directory))
         assert _files(directory) == before, name
 
+    class Staged(SupernetSearch):
+        stage_needs = {"train": (), "done": ("final_indices",)}
+
     rundir = RunDir(str(tmp_path / "run"))
     os.makedirs(rundir.path)
-    for text in ('{"stage": "vit', "", "[]"):
-        with open(rundir.file("state.json"), "w") as f:
+    for text in ('{"stage": "vit', "", "[]", '{"stage": "bogus"}', '{"stage": "done"}',
+                 "\udcff"):
+        with open(rundir.file("state.json"), "w", errors="surrogateescape") as f:
             f.write(text)
         with pytest.raises(TfnasError, match="state.json .*; restore it or use another "
                                              "--model_dir$"):
-            SupernetSearch(rundir, CommonConfig(space=tiny_space(), targets={}))
-        with open(rundir.file("state.json")) as f:
+            Staged(rundir, CommonConfig(space=tiny_space(), targets={}))
+        with open(rundir.file("state.json"), errors="surrogateescape") as f:
             assert f.read() == text
+    assert os.listdir(rundir.path) == ["state.json"]  # no TensorBoard directory either
+
+
+def test_foreign_run_directories_are_refused_untouched(tmp_path):
+    cases = {"arch.json": (b'{"space": "fbnet", "arch": "HourNAS-B"}',
+                           "is not empty (arch.json) and holds no config.json"),
+             "config.json": (b"\xff\xfe junk", "run config"),
+             "list/config.json": (b"[1, 2]", "is not a tfnas.search config")}
+    for name, (content, fragment) in cases.items():
+        path = tmp_path / name.replace("/", "_").replace(".json", "") / os.path.basename(name)
+        path.parent.mkdir()
+        path.write_bytes(content)
+        proc = _search(path.parent)
+        assert_one_line_error(proc, fragment)
+        assert proc.returncode == 2
+        assert os.listdir(path.parent) == [path.name] and path.read_bytes() == content
 
 
 def test_dataset_errors_come_before_the_run_directory(tmp_path):

@@ -242,3 +242,38 @@ def test_clip_norm_bounds_the_step(clip_norm):
     assert (moved <= bound * 1.001) == (clip_norm > 0), moved
     if not clip_norm:
         assert moved > 100 * bound
+
+
+def test_killed_retraining_resumes_and_refuses_other_settings(tmp_path):
+    out = tmp_path / "m.keras"
+    args = [f"--arch={VITAL_ONLY}", "--space=fbnet", "--epochs=3", "--max_images=600",
+            "--width_multiplier=0.25", "--image_size=16", "--batch_size=32", f"--out={out}"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT,
+           "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tfnas.train", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("Epoch 2/3"):  # epoch 1 is backed up by now
+            proc.kill()
+            break
+    proc.wait()
+    backup = tmp_path / "m.keras.backup"
+    assert (backup / "training.json").exists()
+    # Another net or recipe would have Keras restore foreign weights or mix two recipes.
+    before = {p.name: p.read_bytes() for p in backup.iterdir()}
+    assert_one_line_error(run_cli("tfnas.train", *args, "--seed=5"),
+                          f"{backup} holds an interrupted training with other settings")
+    assert {p.name: p.read_bytes() for p in backup.iterdir()} == before
+    done = run_cli("tfnas.train", *args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Epoch 1/3" not in done.stdout and "Epoch 2/3" in done.stdout  # resumed
+    assert out.exists() and not backup.exists()
+
+
+def test_a_file_in_place_of_the_backup_directory_is_one_error(tmp_path):
+    from tfnas.train.recipe import claim_backup
+
+    (tmp_path / "m.keras.backup").write_text("mine")
+    with pytest.raises(TfnasError, match="m.keras.backup .* is a file; move it away"):
+        claim_backup(str(tmp_path / "m.keras.backup"), {"arch": "x"})
+    assert (tmp_path / "m.keras.backup").read_text() == "mine"

@@ -124,6 +124,32 @@ def test_defaults_and_bad_spaces():
     oracle = SETNOracle(objective="val_loss", max_trials=3, hyperparameters=hp)
     with pytest.raises(TfnasError, match="'lr' is a Float"):
         oracle.populate_space("0")
+    hp = keras_tuner.HyperParameters()
+    hp.Int("units", 0, 10**9)  # listing every value would hang
+    oracle = SETNOracle(objective="val_loss", max_trials=3, hyperparameters=hp)
+    with pytest.raises(TfnasError, match="'units' has more than 10,000 values"):
+        oracle.populate_space("0")
+
+
+@pytest.mark.parametrize("cls, kwargs, message", [
+    (SETNOracle, dict(temperature=0), "SETNOracle: temperature must be > 0"),
+    (SETNOracle, dict(num_candidates=-1), "SETNOracle: num_candidates must be >= 1"),
+    (TNASOracle, dict(retrain_every=0), "TNASOracle: retrain_every must be >= 1"),
+    (TNASOracle, dict(top_k=0), "TNASOracle: top_k must be >= 1"),
+    (TNASOracle, dict(eps_inc=-1), "TNASOracle: eps_inc must be >= 0"),
+    (TNASOracle, dict(vae_config={"bogus": 1}), "vae_config must be a dict of dim, kl_weight"),
+    (TNASOracle, dict(num_initial_points=-1), "TNASOracle: num_initial_points must be >= 0"),
+])
+def test_bad_oracle_arguments_fail_when_built(cls, kwargs, message):
+    with pytest.raises(TfnasError, match=message):
+        cls(objective="val_loss", max_trials=3, **kwargs)
+
+
+def test_a_project_reloads_only_into_the_oracle_that_ran_it(tmp_path):
+    search(make(SETNOracle, max_trials=5), tmp_path)
+    with pytest.raises(TfnasError, match="run by SETNOracle, not TNASOracle; pass "
+                                         "overwrite=True"):
+        search(make(TNASOracle, max_trials=8), tmp_path, overwrite=False)
 
 
 @pytest.mark.parametrize("cls", [SETNOracle, TNASOracle])

@@ -39,7 +39,8 @@ def describe(genotype, resolution: int | None = None, num_classes: int | None = 
     if not isinstance(space, MBConvSpace):
         tables = cost_tables(space, resolution, num_classes)
         return {"space": space.name, "arch": str(genotype), **{
-            k: int(round(v)) for k, v in tables.cost(genotype).items()}}
+            k: int(round(v)) for k, v in tables.cost(genotype).items()}, **{
+            k: tables.setting[k] for k in ("resolution", "num_classes") if k in tables.setting}}
     resolution, num_classes = resolution or 224, num_classes or 1000
     rows = []
     r = math.ceil(resolution / space.stem_stride)
@@ -77,15 +78,17 @@ def format_table(info: dict) -> str:
                      f"{shape:<15} {row['params']:>10,} {row['flops'] / 1e6:>9.2f}")
     lines.append(f"{'total':<47} {info['params']:>10,} {info['flops'] / 1e6:>9.2f}")
     lines.append(f"params {info['params'] / 1e6:.3f}M (count_params, BN statistics included), "
-                 f"FLOPs {info['flops'] / 1e6:.1f}M multiply-adds at "
-                 f"{info.get('resolution', 224)}x{info.get('resolution', 224)}")
+                 f"FLOPs {info['flops'] / 1e6:.1f}M multiply-adds"
+                 + (f" at {info['resolution']}x{info['resolution']}" if "resolution" in info
+                    else ""))
     return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     if not FLAGS.arch:
         raise TfnasError("--arch is required")
-    if (FLAGS.resolution or 8) < 8 or (FLAGS.num_classes or 1) < 1:
+    if ((FLAGS.resolution is not None and FLAGS.resolution < 8)
+            or (FLAGS.num_classes is not None and FLAGS.num_classes < 1)):
         raise TfnasError("--resolution must be >= 8 and --num_classes >= 1")
     if FLAGS.space:
         get_space(FLAGS.space)  # unknown space before anything else

@@ -52,11 +52,11 @@ def read_json(path: str, what: str = "") -> Any:
 
     label = f"{what} {path}" if what else path
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except OSError as e:
         raise TfnasError(f"cannot read {label}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TfnasError(f"{label} is not valid JSON: {e}") from None
 
 

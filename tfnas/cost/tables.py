@@ -159,11 +159,11 @@ def load_latency_table(path: str, space: str, ops: Sequence[str], num_layers: in
         raise TfnasError(f"latency table {path} is for space {obj['space']!r}, not {space!r}")
     differ = {k: (obj[k], v) for k, v in (setting or {}).items() if k in obj and obj[k] != v}
     if differ:
-        raise TfnasError(
-            f"latency table {path} was measured at "
-            + ", ".join(f"{k} {a}" for k, (a, _) in differ.items())
-            + "; the search counts costs at " + ", ".join(f"{k} {b}" for k, (_, b) in differ.items())
-            + " (rebuild it with python -m deploy.lut at those settings)")
+        measured = ", ".join(f"{k} {a}" for k, (a, _) in differ.items())
+        counted = ", ".join(f"{k} {b}" for k, (_, b) in differ.items())
+        raise TfnasError(f"latency table {path} was measured at {measured}; the search counts "
+                         f"costs at {counted} (rebuild it with python -m deploy.lut at those "
+                         "settings)")
     file_ops = obj.get("ops", list(ops))
     if not isinstance(file_ops, list) or not all(isinstance(op, str) for op in file_ops):
         raise TfnasError(f'latency table {path}: "ops" must be a list of op names')

@@ -120,6 +120,8 @@ class SupernetSearch:
     """Run state (DIR/state.json), TensorBoard writer and the stage loop of one search."""
 
     first_stage = "train"
+    # Every stage a run can be at, with the state.json entries a run resumed there reads.
+    stage_needs: dict[str, tuple[str, ...]] = {}
     # A Ctrl-C saves a checkpoint before stopping; multi-worker runs turn this off, since
     # workers must save at the same step and a signal reaches one of them.
     save_on_interrupt = True
@@ -144,6 +146,15 @@ class SupernetSearch:
         if not isinstance(state, dict) or "stage" not in state:
             raise TfnasError(f"run state {self.state_path} has no \"stage\" entry; restore it "
                              "or use another --model_dir")
+        stage = state["stage"]
+        if self.stage_needs and stage not in self.stage_needs:
+            raise TfnasError(f"run state {self.state_path} is at stage {stage!r}, which this "
+                             f"search does not have ({', '.join(self.stage_needs)}); restore it "
+                             "or use another --model_dir")
+        missing = [k for k in self.stage_needs.get(stage, ()) if k not in state]
+        if missing:
+            raise TfnasError(f"run state {self.state_path} is at stage {stage!r} but lacks "
+                             f"{', '.join(missing)}; restore it or use another --model_dir")
         return state
 
     def save_state(self, **updates) -> None:

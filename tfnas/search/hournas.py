@@ -69,6 +69,8 @@ class HourNAS(SupernetSearch):
     """Runs Algorithm 1 in a run directory; `run()` returns the arch.json record."""
 
     first_stage = "vital"
+    stage_needs = {"vital": (), "proposals": (), "nonvital": ("proposals",),
+                   "done": ("final_indices",)}
 
     def __init__(self, cfg: SearchConfig, data: SearchData, rundir: RunDir,
                  strategy: tf.distribute.Strategy, chief: bool = True,

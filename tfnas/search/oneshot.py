@@ -74,6 +74,8 @@ class OneShotSearch(SupernetSearch):
     """`run()` trains the supernet, selects the architecture and returns the arch.json
     record."""
 
+    stage_needs = {"train": (), "select": (), "done": ("final_indices",)}
+
     def __init__(self, cfg: OneShotConfig, data: SearchData, rundir: RunDir,
                  strategy: tf.distribute.Strategy, chief: bool = True,
                  flags_record: dict | None = None, log: Callable[[str], None] = print):

@@ -6,12 +6,11 @@ anything in it is touched.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from tfnas.errors import TfnasError
-from tfnas.io import check_output_path, write_json
+from tfnas.io import check_output_path, read_json, write_json
 
 # Flags that change how a run is executed, not what it computes: they may differ on resume
 # (shared_trace: the same draws and updates either way, tests/test_engine.py).
@@ -48,17 +47,27 @@ class RunDir:
         check_output_path(self.config_path, "--model_dir")
 
     def existing_config(self) -> dict[str, Any] | None:
+        """The config.json of the search this directory holds, or None for a directory that
+        is new or empty. Anything else (files of another program, a lone arch.json) is
+        refused: a search would overwrite or bury them."""
         if not os.path.exists(self.config_path):
-            if os.path.isdir(self.checkpoint_dir) and os.listdir(self.checkpoint_dir):
-                raise TfnasError(f"{self.path} holds checkpoints but no config.json; it was not "
-                                 "written by this search. Use another --model_dir")
+            # Hidden entries are this search's own: workers' .workerN, atomic temp files.
+            foreign = sorted(e for e in os.listdir(self.path) if not e.startswith(".")) \
+                if os.path.isdir(self.path) else []
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                raise TfnasError(f"--model_dir {self.path} is not empty ({shown}) and holds no "
+                                 "config.json of a search to resume; use a new or empty "
+                                 "directory")
             return None
         try:
-            with open(self.config_path) as f:
-                return json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise TfnasError(f"{self.config_path} is unreadable ({e}); use another "
-                             "--model_dir") from None
+            config = read_json(self.config_path, "run config")
+        except TfnasError as e:
+            raise TfnasError(f"{e}; use another --model_dir") from None
+        if not isinstance(config, dict) or not isinstance(config.get("flags", {}), dict):
+            raise TfnasError(f"run config {self.config_path} is not a tfnas.search config; "
+                             "use another --model_dir")
+        return config
 
     def claim(self, config: dict[str, Any]) -> bool:
         """Checks that the directory is new or holds this same search; returns True to resume.

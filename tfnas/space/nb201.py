@@ -81,7 +81,8 @@ class NB201Space(SearchSpace):
         const = self._fixed_cost(resolutions, num_classes, analytic)
         return CostTables(self.name, self.ops, {"params": params, "flops": flops},
                           {"params": float(const.params), "flops": float(const.flops)},
-                          self.legal_mask())
+                          self.legal_mask(),
+                          {"resolution": resolution, "num_classes": num_classes})
 
     def _fixed_cost(self, resolutions, num_classes, analytic):
         """Stem, the two residual reduction blocks, the last BN and the fc."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 import warnings
@@ -17,7 +18,7 @@ from tfnas.data import (CACHE_MODES, batched, check_labels, load_part, reading,
                         require_classes, scan_labels, search_parts, use_cache)
 from tfnas.distribute import check_global_batch, check_precision
 from tfnas.errors import TfnasError
-from tfnas.io import atomic_path, check_output_path
+from tfnas.io import atomic_path, check_output_path, write_json
 from tfnas.nn.builder import build_model
 from tfnas.space.genotype import Genotype
 
@@ -77,6 +78,33 @@ def check_model_out(path: str) -> None:
         raise TfnasError(f"--out {path} must end in .keras (the model is saved in Keras' "
                          "native format)")
     check_output_path(path, "--out")
+
+
+BACKUP_RECORD = "training.json"
+
+
+def claim_backup(backup_dir: str, training: dict) -> None:
+    """Makes `backup_dir` (Keras' BackupAndRestore directory, removed when training ends) hold
+    an interrupted run of exactly `training` (net, data, recipe): a rerun with the same flags
+    resumes from it; one with other flags is refused, since Keras would restore weights of
+    another net, or go on with another recipe, into this one."""
+    record = os.path.join(backup_dir, BACKUP_RECORD)
+    if os.path.exists(backup_dir):
+        if not os.path.isdir(backup_dir):
+            raise TfnasError(f"{backup_dir} (where an interrupted training resumes from) is a "
+                             "file; move it away")
+        try:
+            with open(record, encoding="utf-8") as f:
+                same = json.load(f) == training
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            raise TfnasError(f"{backup_dir} holds an interrupted training with other "
+                             "settings (net, data or recipe); rerun with the same flags to "
+                             "resume it, or delete it to start over")
+        return
+    os.makedirs(backup_dir)
+    write_json(record, training)
 
 
 def _augment(recipe: Recipe):
@@ -173,6 +201,12 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     check_global_batch(recipe.batch_size, strategy)
     if out:
         check_model_out(out)
+    if backup_dir:
+        claim_backup(backup_dir, {"arch": str(genotype), "space": genotype.space,
+                                  "dataset": dataset, "num_classes": num_classes,
+                                  "eval_split": eval_split,
+                                  "recipe": {k: v for k, v in vars(recipe).items()
+                                             if k != "cache"}})  # cache: how, not what
     keras.utils.set_random_seed(recipe.seed)
     if eval_split == "arch":
         train, test = search_parts(dataset, recipe.image_size, data_dir, seed=recipe.seed,

@@ -21,6 +21,7 @@ import keras_tuner
 import numpy as np
 from keras_tuner.engine import trial as trial_module
 
+from tfnas.errors import TfnasError
 from tfnas.tuner.encoding import DecisionSpace
 
 RUNNING = trial_module.TrialStatus.RUNNING
@@ -41,6 +42,11 @@ class SamplerOracle(keras_tuner.Oracle):
         self.num_initial_points = int(num_initial_points)
         self.trial_lease_seconds = trial_lease_seconds
         self.idle_wait_seconds = idle_wait_seconds
+        check_arguments(type(self).__name__,
+                        num_initial_points=(self.num_initial_points >= 0, ">= 0"),
+                        trial_lease_seconds=(trial_lease_seconds is None
+                                             or trial_lease_seconds > 0, "None or > 0"),
+                        idle_wait_seconds=(idle_wait_seconds > 0, "> 0"))
         self._lease_start: dict[str, float] = {}
         self._decisions: DecisionSpace | None = None
 
@@ -104,6 +110,11 @@ class SamplerOracle(keras_tuner.Oracle):
         return state
 
     def set_state(self, state):
+        saved = state.get("sampler", {}).get("class", type(self).__name__)
+        if saved != type(self).__name__:  # its history means something else to this oracle
+            raise TfnasError(f"this tuner project was run by {saved}, not "
+                             f"{type(self).__name__}; pass overwrite=True or another "
+                             "project_name")
         super().set_state(state)
         self._lease_start = {}
         self._decisions = None
@@ -166,3 +177,11 @@ def top_k(rows: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.
     """The k best rows (stable: earlier trials win ties)."""
     order = np.argsort(-scores, kind="stable")[:k]
     return rows[order], scores[order]
+
+
+def check_arguments(owner: str, **rules: tuple[bool, str]) -> None:
+    """One TfnasError for the first constructor argument out of range, when `owner` is built
+    rather than deep inside a search: `name=(holds, "the range it must be in")`."""
+    for name, (holds, allowed) in rules.items():
+        if not holds:
+            raise TfnasError(f"{owner}: {name} must be {allowed}")

@@ -8,6 +8,7 @@ supported; Float has no finite value list and is refused with one clear line.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Any
 
 import keras_tuner
@@ -16,6 +17,7 @@ import numpy as np
 from tfnas.errors import TfnasError
 
 _HP = keras_tuner.engine.hyperparameters
+MAX_VALUES = 10_000  # per hyperparameter: each is a token of the evaluator and the VAE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +73,12 @@ def _decision(hp) -> Decision:
     if isinstance(hp, _HP.Fixed):
         values = (hp.value,)
     elif isinstance(hp, _HP.Int):
-        values = tuple(sorted(int(v) for v in hp.values))
+        listed = list(itertools.islice(hp.values, MAX_VALUES + 1))  # a range may be huge
+        if len(listed) > MAX_VALUES:
+            raise TfnasError(f"hyperparameter {hp.name!r} has more than {MAX_VALUES:,} values; "
+                             "the SETN and TNAS oracles keep one token per value: give it a "
+                             "larger step, or make it a Choice")
+        values = tuple(sorted(int(v) for v in listed))
     elif isinstance(hp, (_HP.Choice, _HP.Boolean)):
         values = tuple(hp.values)
     else:

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tfnas.tuner.base import SamplerOracle
+from tfnas.tuner.base import SamplerOracle, check_arguments
 from tfnas.tuner.encoding import DecisionSpace
 
 CandidateScorer = Callable[[Sequence[dict]], Sequence[float]]
@@ -72,6 +72,9 @@ class SETNOracle(SamplerOracle):
         self.num_candidates = int(num_candidates)
         self.temperature = float(temperature)
         self.prior = float(prior)
+        check_arguments(type(self).__name__,
+                        num_candidates=(self.num_candidates >= 1, ">= 1"),
+                        temperature=(self.temperature > 0, "> 0"), prior=(self.prior > 0, "> 0"))
         self.candidate_scorer = candidate_scorer
 
     def evaluator(self, space: DecisionSpace, rows: np.ndarray,

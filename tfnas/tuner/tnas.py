@@ -12,11 +12,12 @@ deterministic function of the history, so they are rebuilt, not stored, after a 
 
 from __future__ import annotations
 
+import inspect
 from typing import Iterator
 
 import numpy as np
 
-from tfnas.tuner.base import SamplerOracle, top_k
+from tfnas.tuner.base import SamplerOracle, check_arguments, top_k
 from tfnas.tuner.encoding import DecisionSpace
 
 
@@ -44,6 +45,15 @@ class TNASOracle(SamplerOracle):
         self.top_k, self.retrain_every = int(top_k), int(retrain_every)
         self.train_steps, self.pool_size = int(train_steps), int(pool_size)
         self.vae_config = dict(vae_config or {})
+        check_arguments(type(self).__name__,
+                        eps_inc=(self.eps_inc >= 0, ">= 0"),
+                        eps_max=(0 <= self.eps_max <= 1, "in [0, 1]"),
+                        top_k=(self.top_k >= 1, ">= 1"),
+                        retrain_every=(self.retrain_every >= 1, ">= 1"),
+                        train_steps=(self.train_steps >= 1, ">= 1"),
+                        pool_size=(self.pool_size >= 1, ">= 1"),
+                        vae_config=(set(self.vae_config) <= _vae_settings(),
+                                    f"a dict of {', '.join(sorted(_vae_settings()))}"))
         self.reset_learned_state()
 
     def reset_learned_state(self) -> None:
@@ -122,3 +132,11 @@ def _seed(seed: int, point: int) -> int:
 
 def _rng(seed: int, point: int, draw: int) -> np.random.Generator:
     return np.random.default_rng([seed, point, draw])
+
+
+def _vae_settings() -> set[str]:
+    """The keyword arguments ArchitectureVAE takes (what `vae_config` may hold)."""
+    from tfnas.samplers.tnas_vae import ArchitectureVAE
+    params = inspect.signature(ArchitectureVAE.__init__).parameters
+    return {name for name, p in params.items()
+            if name not in ("self", "sizes") and p.kind is p.POSITIONAL_OR_KEYWORD}
