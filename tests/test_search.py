@@ -624,6 +624,17 @@ def test_damaged_checkpoints_and_state_are_one_error_and_left_as_they_are(tmp_pa
     assert os.listdir(rundir.path) == ["state.json"]  # no TensorBoard directory either
 
 
+@pytest.mark.parametrize("space", ["fbnet", "fbnet_enlarged", "mnasnet", "efficientnet"])
+def test_imagenet_flagfiles_parse_and_ask_for_imagenet(space, tmp_path):
+    """The GPU flagfiles cannot run here (no ImageNet, no GPU): every flag in them is valid and
+    the first thing missing is the data, with where its files go."""
+    proc = run_cli("tfnas.search", f"--flagfile=configs/imagenet/{space}.cfg",
+                   f"--data_dir={tmp_path}", f"--model_dir={tmp_path / 'run'}")
+    assert_one_line_error(proc, "tfds:imagenet2012 is not prepared",
+                          f"{tmp_path}/downloads/manual")
+    assert not (tmp_path / "run").exists()
+
+
 def test_foreign_run_directories_are_refused_untouched(tmp_path):
     cases = {"arch.json": (b'{"space": "fbnet", "arch": "HourNAS-B"}',
                            "is not empty (arch.json) and holds no config.json"),

@@ -277,3 +277,14 @@ def test_a_file_in_place_of_the_backup_directory_is_one_error(tmp_path):
     with pytest.raises(TfnasError, match="m.keras.backup .* is a file; move it away"):
         claim_backup(str(tmp_path / "m.keras.backup"), {"arch": "x"})
     assert (tmp_path / "m.keras.backup").read_text() == "mine"
+
+
+def test_too_few_images_or_bad_data_fail_before_a_backup_exists(tmp_path):
+    backup = tmp_path / "m.keras.backup"
+    few = Recipe(epochs=1, batch_size=8, max_images=5, image_size=16)
+    with pytest.raises(TfnasError, match="gives 5 training images; training needs at least "
+                                         "--batch_size=8"):
+        train_standalone(TINY, "mnist", few, backup_dir=str(backup))
+    with pytest.raises(TfnasError, match="is not a directory"):
+        train_standalone(TINY, f"folder:{tmp_path}/absent", QUICK, backup_dir=str(backup))
+    assert not backup.exists()  # so the corrected command starts, not "other settings"

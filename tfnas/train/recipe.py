@@ -201,12 +201,6 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     check_global_batch(recipe.batch_size, strategy)
     if out:
         check_model_out(out)
-    if backup_dir:
-        claim_backup(backup_dir, {"arch": str(genotype), "space": genotype.space,
-                                  "dataset": dataset, "num_classes": num_classes,
-                                  "eval_split": eval_split,
-                                  "recipe": {k: v for k, v in vars(recipe).items()
-                                             if k != "cache"}})  # cache: how, not what
     keras.utils.set_random_seed(recipe.seed)
     if eval_split == "arch":
         train, test = search_parts(dataset, recipe.image_size, data_dir, seed=recipe.seed,
@@ -225,6 +219,15 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
             else:
                 labels += part.labels
         check_labels(dataset, labels, classes, num_classes)
+    if train.size < recipe.batch_size:  # every batch is a full one: no step at all
+        raise TfnasError(f"dataset {dataset!r} gives {train.size} training images; training "
+                         f"needs at least --batch_size={recipe.batch_size}")
+    if backup_dir:  # only once the data is known good: a failed start leaves no backup
+        claim_backup(backup_dir, {"arch": str(genotype), "space": genotype.space,
+                                  "dataset": dataset, "data_dir": data_dir,
+                                  "num_classes": num_classes, "eval_split": eval_split,
+                                  "recipe": {k: v for k, v in vars(recipe).items()
+                                             if k != "cache"}})  # cache: how, not what
     cache = use_cache(recipe.cache, train.size + test.size, recipe.image_size)  # both fit
     train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed, cache=cache)
     if recipe.random_erasing > 0:
@@ -232,8 +235,7 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     train_ds = train_ds.map(_one_hot(classes))
     test_ds = batched(test, recipe.batch_size, shuffle=False, drop_remainder=False,
                       cache=cache).map(_one_hot(classes))
-    steps = train.size // recipe.batch_size  # known: streams' lengths were counted
-    steps = steps if steps > 0 else 100
+    steps = train.size // recipe.batch_size  # >= 1; known: streams' lengths were counted
 
     def build() -> keras.Model:
         return build_model(genotype.space, genotype, num_classes=classes,
