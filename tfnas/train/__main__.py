@@ -15,6 +15,7 @@ from tfnas import cli
 
 tf = cli.import_tensorflow()  # before anything else imports it: no start-up chatter on stderr
 
+from tfnas.data import class_names  # noqa: E402
 from tfnas.distribute import STRATEGIES, make_strategy  # noqa: E402
 from tfnas.errors import TfnasError  # noqa: E402
 from tfnas.io import check_output_path, write_json  # noqa: E402
@@ -99,6 +100,8 @@ def main(argv: list[str]) -> int:
                                    strategy=strategy)
     write_json(metrics,
                {"arch": str(genotype), "space": genotype.space, "dataset": FLAGS.dataset,
+                # output i's meaning, for an app (None for TFRecords: only their labels exist)
+                "class_names": class_names(FLAGS.dataset, FLAGS.data_dir),
                 "test_accuracy": accuracy, "recipe": vars(recipe),
                 "replicas": strategy.num_replicas_in_sync, "deterministic": FLAGS.deterministic})
     print(json.dumps({"model": out, "test_accuracy": round(accuracy, 4)}))
