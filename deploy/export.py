@@ -29,7 +29,7 @@ from absl import flags
 
 from tfnas import cli
 from tfnas.errors import TfnasError
-from tfnas.io import atomic_path, check_output_path
+from tfnas.io import atomic_path, check_output_path, write_text
 from tfnas.space.genotype import Genotype, load_genotype
 
 FLAGS = flags.FLAGS
@@ -96,6 +96,20 @@ def load_model(path: str):
     except (ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TfnasError(f"cannot load Keras model {path}: {first}") from None
+
+
+def trained_labels(model_path: str, num_outputs: int) -> list[str] | None:
+    """The class names tfnas.train recorded beside `model_path` (MODEL.metrics.json), when
+    there is one for each of the model's outputs."""
+    path = os.path.splitext(model_path)[0] + ".metrics.json"
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = json.load(f).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(names, list) or len(names) != num_outputs:
+        return None
+    return [str(name) for name in names]
 
 
 def build_from_arch(genotype: Genotype, resolution: int | None, width: float,
@@ -253,6 +267,10 @@ def main(argv: list[str]) -> int:
         with open(tmp, "wb") as f:
             f.write(content)
     info.update(out=FLAGS.out, size_bytes=len(content))
+    labels = FLAGS.model and trained_labels(FLAGS.model, int(model.outputs[0].shape[-1]))
+    if labels:  # one name per line, output i on line i: what TFLite apps read
+        info["labels"] = os.path.splitext(FLAGS.out)[0] + ".labels.txt"
+        write_text(info["labels"], "\n".join(labels) + "\n")
     if FLAGS.json:
         print(json.dumps(info))
     else:
@@ -262,6 +280,8 @@ def main(argv: list[str]) -> int:
         print(f"wrote {FLAGS.out} ({len(content):,} bytes, {FLAGS.quantize}); check on "
               f"{len(images)} images: max |logit diff| {info['max_abs_logit_diff']:.2e}, "
               f"top-1 agreement {info['top1_agreement']:.1%}{accuracy}: {verdict}")
+        if "labels" in info:
+            print(f"wrote {info['labels']} (the class names tfnas.train recorded)")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 
 import numpy as np
@@ -103,6 +104,21 @@ def test_fp32_conversion_of_trained_model_matches_keras(trained):
     reference = model.predict(images, verbose=0)
     assert np.abs(reference).max() > 1.0  # real logits, not a vanishing untrained signal
     assert np.abs(run_tflite(to_tflite(model), images) - reference).max() < 1e-3
+
+
+def test_export_writes_the_labels_tfnas_train_recorded(trained, tmp_path):
+    model = tmp_path / "net.keras"
+    shutil.copy(trained, model)
+    names = [f"digit {d}" for d in range(10)]
+    (tmp_path / "net.metrics.json").write_text(json.dumps({"class_names": names}))
+    info = _export(f"--model={model}", f"--out={tmp_path / 'net.tflite'}", "--check_images=20")
+    assert info["labels"] == str(tmp_path / "net.labels.txt")
+    assert (tmp_path / "net.labels.txt").read_text().splitlines() == names
+    # Names that do not fit the model's outputs label nothing.
+    (tmp_path / "net.metrics.json").write_text(json.dumps({"class_names": names[:3]}))
+    info = _export(f"--model={model}", f"--out={tmp_path / 'other.tflite'}",
+                   "--check_images=20")
+    assert "labels" not in info and not (tmp_path / "other.labels.txt").exists()
 
 
 def test_int8_export_of_trained_model_agrees_and_profiles(trained, tmp_path):
