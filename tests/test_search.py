@@ -637,7 +637,7 @@ def test_imagenet_flagfiles_parse_and_ask_for_imagenet(space, tmp_path):
 
 def test_foreign_run_directories_are_refused_untouched(tmp_path):
     cases = {"arch.json": (b'{"space": "fbnet", "arch": "HourNAS-B"}',
-                           "is not empty (arch.json) and holds no config.json"),
+                           "holds arch.json but no config.json of a search to resume"),
              "config.json": (b"\xff\xfe junk", "run config"),
              "list/config.json": (b"[1, 2]", "is not a tfnas.search config")}
     for name, (content, fragment) in cases.items():
@@ -648,6 +648,14 @@ def test_foreign_run_directories_are_refused_untouched(tmp_path):
         assert_one_line_error(proc, fragment)
         assert proc.returncode == 2
         assert os.listdir(path.parent) == [path.name] and path.read_bytes() == content
+    # Files a search never writes (a log teed there, a mount's lost+found) are no obstacle.
+    from tfnas.search.rundir import RunDir
+
+    (tmp_path / "logged" / "lost+found").mkdir(parents=True)
+    (tmp_path / "logged" / "search.log").write_text("")
+    assert RunDir(str(tmp_path / "logged")).existing_config() is None
+    with pytest.raises(ValueError, match="'notes.txt' is not a run-directory output"):
+        RunDir(str(tmp_path)).file("notes.txt")  # every output is declared in OUTPUTS
 
 
 def test_dataset_errors_come_before_the_run_directory(tmp_path):

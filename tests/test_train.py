@@ -289,3 +289,22 @@ def test_too_few_images_or_bad_data_fail_before_a_backup_exists(tmp_path):
     with pytest.raises(TfnasError, match="is not a directory"):
         train_standalone(TINY, f"folder:{tmp_path}/absent", QUICK, backup_dir=str(backup))
     assert not backup.exists()  # so the corrected command starts, not "other settings"
+
+    # A run that died before its first epoch ended left only the record: nothing to resume.
+    from tfnas.train.recipe import claim_backup
+
+    backup.mkdir()
+    (backup / "training.json").write_text('{"arch": "another net"}')
+    claim_backup(str(backup), {"arch": "this net"})
+    assert json.loads((backup / "training.json").read_text()) == {"arch": "this net"}
+    (backup / "latest.weights.h5").write_bytes(b"")  # what Keras saves at an epoch's end
+    with pytest.raises(TfnasError, match="interrupted training with other settings"):
+        claim_backup(str(backup), {"arch": "a third net"})
+    (backup / "training.json").unlink()  # a backup of an older tfnas
+    with pytest.raises(TfnasError, match="does not say its settings"):
+        claim_backup(str(backup), {"arch": "this net"})
+
+
+def test_a_tfrecord_pattern_without_split_has_no_test_records(tmp_path):
+    with pytest.raises(TfnasError, match="has no {split} in it, so it holds no test records"):
+        train_standalone(TINY, f"tfrecord:{tmp_path}/all.tfrecord", QUICK, num_classes=2)

@@ -97,7 +97,7 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None,
         helped = any(a.split("=")[0].lstrip("-") in _HELP_FLAGS for a in argv[1:])
         sys.exit(0 if helped and e.code == 1 else e.code)
     if positional and len(argv) == 2 and not flags.FLAGS[positional].present:
-        flags.FLAGS[positional].value = argv.pop()  # e.g. `report DIR`: --dir=DIR
+        flags.FLAGS[positional].parse(argv.pop())  # e.g. `report DIR`: --dir=DIR
     if len(argv) > 1:
         fail(f"unexpected arguments (flags need a leading --, also in a flagfile): "
              f"{' '.join(argv[1:])}")

@@ -51,7 +51,7 @@ def _read_idx(path: str) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
-        raise TfnasError(f"cannot read {path}: {e or 'it is truncated'}") from None
+        raise TfnasError(f"cannot read {path}: {str(e) or 'it is truncated'}") from None
     if len(data) < 8 or data[0] != 0 or data[1] != 0:
         raise TfnasError(f"{path} is not an IDX file")
     dtype_code, ndim = data[2], data[3]
@@ -254,16 +254,11 @@ def folder_source(path: str, split: str):
 def tfrecord_source(pattern: str, split: str, label_offset: int = 0):
     """TFRecords of tf.train.Example with image/encoded (JPEG/PNG) and image/class/label.
 
-    The pattern's `{split}` is replaced by "train" or "validation"; a pattern without it has
-    training records only (the search cuts its own validation part from them), so asking it
-    for the test split is an error rather than a test on training images. Returns records
-    of (encoded image, label); decode them with `decode_image`.
+    The pattern's `{split}` is replaced by "train" or "validation"; a pattern without it
+    gives the same records for both splits. Returns records of (encoded image, label);
+    decode them with `decode_image`.
     """
     import tensorflow as tf
-    if split != "train" and "{split}" not in pattern:
-        raise TfnasError(f"tfrecord:{pattern} has no {{split}} in it, so it holds no test "
-                         "records; name the files so that {split} picks train-* and "
-                         "validation-* ones (e.g. tfrecord:DIR/{split}-*.tfrecord)")
     name = "train" if split == "train" else "validation"
     files = sorted(glob.glob(pattern.replace("{split}", name)))
     if not files:

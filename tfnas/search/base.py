@@ -151,7 +151,7 @@ class SupernetSearch:
             raise TfnasError(f"run state {self.state_path} is at stage {stage!r}, which this "
                              f"search does not have ({', '.join(self.stage_needs)}); restore it "
                              "or use another --model_dir")
-        missing = [k for k in self.stage_needs.get(stage, ()) if k not in state]
+        missing = [k for k in ("seconds", *self.stage_needs.get(stage, ())) if k not in state]
         if missing:
             raise TfnasError(f"run state {self.state_path} is at stage {stage!r} but lacks "
                              f"{', '.join(missing)}; restore it or use another --model_dir")

@@ -18,11 +18,21 @@ RUN_CONTROL = frozenset({"model_dir", "strategy", "tpu", "checkpoint_every",
                          "checkpoint_secs", "data_dir", "shared_trace", "cache"})
 
 
+# Everything a search writes in DIR (workers' own files go under hidden .workerN/). Found in
+# a DIR without config.json, they belong to something else that a search would overwrite.
+OUTPUTS = frozenset({"config.json", "state.json", "arch.json", "arch_probs.png",
+                     "proposals.json", "vital_supernet.weights.h5", "supernet.weights.h5",
+                     "theta.npy", "checkpoints", "tensorboard"})
+
+
 class RunDir:
     def __init__(self, path: str):
         self.path = path
 
     def file(self, name: str) -> str:
+        """DIR/name for one of OUTPUTS, or for a path under a hidden (worker's) directory."""
+        if name.split(os.sep)[0] not in OUTPUTS and not name.startswith("."):
+            raise ValueError(f"{name!r} is not a run-directory output; add it to OUTPUTS")
         return os.path.join(self.path, name)
 
     @property
@@ -47,18 +57,17 @@ class RunDir:
         check_output_path(self.config_path, "--model_dir")
 
     def existing_config(self) -> dict[str, Any] | None:
-        """The config.json of the search this directory holds, or None for a directory that
-        is new or empty. Anything else (files of another program, a lone arch.json) is
-        refused: a search would overwrite or bury them."""
+        """The config.json of the search this directory holds, or None for a new directory
+        (other files, e.g. a log the user tees there, are left alone). Files a search writes
+        but no config.json (a lone arch.json, another tool's checkpoints/) are refused: the
+        search would overwrite them."""
         if not os.path.exists(self.config_path):
-            # Hidden entries are this search's own: workers' .workerN, atomic temp files.
-            foreign = sorted(e for e in os.listdir(self.path) if not e.startswith(".")) \
+            taken = sorted(OUTPUTS & set(os.listdir(self.path))) \
                 if os.path.isdir(self.path) else []
-            if foreign:
-                shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-                raise TfnasError(f"--model_dir {self.path} is not empty ({shown}) and holds no "
-                                 "config.json of a search to resume; use a new or empty "
-                                 "directory")
+            if taken:
+                raise TfnasError(f"--model_dir {self.path} holds {', '.join(taken)} but no "
+                                 "config.json of a search to resume; a search would overwrite "
+                                 "them: use another directory")
             return None
         try:
             config = read_json(self.config_path, "run config")

@@ -87,15 +87,21 @@ def claim_backup(backup_dir: str, training: dict) -> None:
     """Makes `backup_dir` (Keras' BackupAndRestore directory, removed when training ends) hold
     an interrupted run of exactly `training` (net, data, recipe): a rerun with the same flags
     resumes from it; one with other flags is refused, since Keras would restore weights of
-    another net, or go on with another recipe, into this one."""
+    another net, or go on with another recipe, into this one. A directory with nothing Keras
+    saved (the run failed before its first epoch ended) is taken over."""
     record = os.path.join(backup_dir, BACKUP_RECORD)
-    if os.path.exists(backup_dir):
-        if not os.path.isdir(backup_dir):
-            raise TfnasError(f"{backup_dir} (where an interrupted training resumes from) is a "
-                             "file; move it away")
+    if os.path.exists(backup_dir) and not os.path.isdir(backup_dir):
+        raise TfnasError(f"{backup_dir} (where an interrupted training resumes from) is a "
+                         "file; move it away")
+    saved = set(os.listdir(backup_dir)) - {BACKUP_RECORD} if os.path.isdir(backup_dir) else ()
+    if saved:
         try:
             with open(record, encoding="utf-8") as f:
                 same = json.load(f) == training
+        except FileNotFoundError:
+            raise TfnasError(f"{backup_dir} holds an interrupted training that does not say "
+                             "its settings (an older tfnas made it); delete it to start "
+                             "over") from None
         except (OSError, ValueError):
             same = False
         if not same:
@@ -103,7 +109,7 @@ def claim_backup(backup_dir: str, training: dict) -> None:
                              "settings (net, data or recipe); rerun with the same flags to "
                              "resume it, or delete it to start over")
         return
-    os.makedirs(backup_dir)
+    os.makedirs(backup_dir, exist_ok=True)
     write_json(record, training)
 
 
@@ -193,6 +199,11 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     mixed precision trained).
     """
     recipe.check()
+    if eval_split == "test" and dataset.startswith("tfrecord:") and "{split}" not in dataset:
+        raise TfnasError(f"{dataset} has no {{split}} in it, so it holds no test records and "
+                         "the test would run on training images; name the files so that "
+                         "{split} picks train-* and validation-* ones (e.g. "
+                         "tfrecord:DIR/{split}-*.tfrecord)")
     default = tf.distribute.get_strategy()
     strategy = strategy or default
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
@@ -224,8 +235,8 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
                          f"needs at least --batch_size={recipe.batch_size}")
     if backup_dir:  # only once the data is known good: a failed start leaves no backup
         claim_backup(backup_dir, {"arch": str(genotype), "space": genotype.space,
-                                  "dataset": dataset, "data_dir": data_dir,
-                                  "num_classes": num_classes, "eval_split": eval_split,
+                                  "dataset": dataset, "classes": classes,
+                                  "eval_split": eval_split,
                                   "recipe": {k: v for k, v in vars(recipe).items()
                                              if k != "cache"}})  # cache: how, not what
     cache = use_cache(recipe.cache, train.size + test.size, recipe.image_size)  # both fit
