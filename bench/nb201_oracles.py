@@ -26,10 +26,11 @@ from tfnas import cli  # noqa: E402
 from tfnas.errors import TfnasError  # noqa: E402
 
 FLAGS = flags.FLAGS
+ORACLES = ("tnas", "setn", "random", "bayesian")
 flags.DEFINE_integer("seeds", 20, "Independent runs per oracle (seeds 1..N).")
 flags.DEFINE_integer("trials", 100, "Trials per run (the last budget).")
 flags.DEFINE_list("budgets", ["25", "50", "100"], "Trial counts at which the best is reported.")
-flags.DEFINE_list("oracles", ["tnas", "setn", "random", "bayesian"],
+flags.DEFINE_list("oracles", list(ORACLES),
                   "Oracles to compare: tnas, setn, random, bayesian. keras_tuner's Bayesian "
                   "oracle refits a GP and runs 50 L-BFGS restarts per trial (tens of seconds "
                   "a trial on 2 cores): run it alone with fewer --seeds.")
@@ -48,8 +49,6 @@ def make_oracle(name: str, seed: int, max_trials: int):
     classes = {"tnas": TNASOracle, "setn": SETNOracle,
                "random": keras_tuner.oracles.RandomSearchOracle,
                "bayesian": keras_tuner.oracles.BayesianOptimizationOracle}
-    if name not in classes:
-        raise TfnasError(f"unknown oracle {name!r}; choose from {', '.join(classes)}")
     return classes[name](**kwargs)
 
 
@@ -83,6 +82,9 @@ def main(argv: list[str]) -> int:
     budgets = [int(b) for b in FLAGS.budgets]
     if FLAGS.seeds < 1 or FLAGS.trials < max(budgets):
         raise TfnasError("--seeds must be >= 1 and --trials >= the largest budget")
+    unknown = [name for name in FLAGS.oracles if name not in ORACLES]
+    if unknown:  # before any oracle has run
+        raise TfnasError(f"unknown oracle {unknown[0]!r}; choose from {', '.join(ORACLES)}")
     from tfnas.space.nb201_table import accuracy_array
     table = accuracy_array()
     print(f"NAS-Bench-201 CIFAR-10 (analog-nasbench): {len(table)} cells, max "

@@ -86,6 +86,11 @@ def wysiwyg(space: str) -> None:
 
 
 if __name__ == "__main__":
+    if set(sys.argv[1:]) & {"-h", "--help"}:
+        print(__doc__)
+        sys.exit(0)
+    if sys.argv[1:]:
+        sys.exit(f"{sys.argv[0]} takes no arguments, got {' '.join(sys.argv[1:])}")
     timing()
     for name in CASES:
         wysiwyg(name)

@@ -33,13 +33,17 @@ def timed_search(args: list[str], model_dir: str) -> tuple[float, dict[str, floa
                           capture_output=True, text=True)
     seconds = time.monotonic() - start
     if proc.returncode != 0:
-        sys.exit(f"search failed: {proc.stderr.strip().splitlines()[-1]}")
+        lines = proc.stderr.strip().splitlines()
+        sys.exit(f"search failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
     with open(os.path.join(model_dir, "arch.json")) as f:
         stages = json.load(f)["stages"]
     return seconds, {name: info["seconds"] for name, info in stages.items()}
 
 
 def main(argv: list[str]) -> None:
+    if any(a in ("-h", "--help", "--helpfull") for a in argv):
+        print(__doc__)
+        return
     epochs = 1
     args = []
     for arg in argv:

@@ -95,10 +95,20 @@ def test_tnas_gradient_and_setn_variants_on_an_mbconv_space(tmp_path):
         method = record["selection"]["method"]
         assert method == {"tnas": "argmax theta"}.get(extra[0].split("=")[1], extra[1].split(
             "=")[1])
+        with open(os.path.join(model_dir, "config.json")) as f:
+            recorded = json.load(f)["flags"]
+        # θ of the gradient mode learns by reinforce, as HourNAS's; no other one-shot run reads
+        # --arch_gradient, so only this one records it.
+        assert recorded.get("arch_gradient") == ("reinforce" if "tnas" in extra[0] else None)
 
 
 @pytest.mark.parametrize("extra,fragment", [
     (["--algorithm=setn", "--fix=layer1_1:skip"], "--fix is a HourNAS flag"),
+    # Another algorithm's flags are refused, not ignored (nor recorded to block a resume).
+    (["--algorithm=setn", "--vital_epochs=0"], "--vital_epochs is a HourNAS flag; "
+                                               "--algorithm=setn does not use it"),
+    (["--algorithm=tnas", "--num_candidates=5"], "--num_candidates is a SETN flag"),
+    (["--algorithm=setn", "--population=3"], "--population is a TNAS flag"),
     (["--algorithm=tnas", "--population=0"], "--population must be >= 1"),
     (["--algorithm=hournas"], "HourNAS searches MBConv spaces"),
 ])

@@ -204,6 +204,11 @@ def test_cli_bad_input_is_one_line(tmp_path):
          f"cannot write --dump {tmp_path}/afile/x.txt: {tmp_path}/afile is a file"),
         (["--target_params=4.8e6", f"--output={tmp_path}"],
          f"--output {tmp_path} is a directory; give a file path"),
+        # Every output is checked before any is written: no partial set of them.
+        (["--target_params=4.8e6", f"--dump={tmp_path}/d.txt", "--plot=/proc/fig.png"],
+         "cannot write --plot /proc/fig.png"),
+        (["--target_params=4.8e6", f"--dump={tmp_path}/x", f"--output={tmp_path}/x"],
+         "--dump, --output and --plot must be different files"),
     ]
     for args, fragment in cases:
         proc = run_cli("tfnas.proposals", "--space=fbnet", *args)

@@ -564,6 +564,8 @@ def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
          "--selection_batches must be >= 1"),
         (["--space=fbnet", "--target_params=4.8e6", "--num_classes=-1"],
          "--num_classes must be >= 0"),
+        (["--space=fbnet", "--target_params=4.8e6", "--num_candidates=5"],
+         "--num_candidates is a SETN flag; --algorithm=hournas does not use it"),
         # absl.app's own flags are not offered: --only_check_args would run the whole search.
         (TINY + ["--only_check_args"], "Unknown command line flag 'only_check_args'"),
     ]

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 
 def check_output_path(path: str, what: str = "output") -> None:
     """Raises a one-line TfnasError unless `path` can be written as a file: it is not a
-    directory, and its nearest existing ancestor is a directory. Call it before long work."""
+    directory, and its nearest existing ancestor is a directory one can create files in.
+    Call it before long work."""
     from tfnas.errors import TfnasError
 
     if os.path.isdir(path):
@@ -21,19 +22,30 @@ def check_output_path(path: str, what: str = "output") -> None:
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
         raise TfnasError(f"cannot write {what} {path}: {ancestor} is a file, not a directory")
+    try:  # the one sure test of writability (os.access says yes to root everywhere)
+        fd, probe = tempfile.mkstemp(prefix=".tfnas-probe.", dir=ancestor)
+    except OSError as e:
+        raise TfnasError(f"cannot write {what} {path}: {e.strerror or e}") from None
+    os.close(fd)
+    os.remove(probe)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path beside `path`; renames it over `path` only on success."""
+    from tfnas.errors import TfnasError
+
     check_output_path(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     name = os.path.basename(path)
     # Keras saves weights only to names ending in .weights.h5: keep that whole suffix.
     ext = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
     base = name[:len(name) - len(ext)]
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
+    try:  # a read-only or special directory (/proc) passes check_output_path
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
+    except OSError as e:
+        raise TfnasError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)

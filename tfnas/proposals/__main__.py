@@ -11,6 +11,7 @@ the paper's schedule, 5.0 x 0.9999 per iteration, stands after 1000 iterations: 
 from __future__ import annotations
 
 import json
+import os
 
 from absl import flags
 
@@ -53,9 +54,13 @@ def _check_flags() -> None:
             raise TfnasError(f"--{name} must be >= {low}")
     if FLAGS.beta < 0 or not FLAGS.tau > 0 or not FLAGS.learning_rate > 0:
         raise TfnasError("--beta must be >= 0, --tau and --learning_rate > 0")
-    for name in ("dump", "output", "plot"):
-        if getattr(FLAGS, name):
-            check_output_path(getattr(FLAGS, name), f"--{name}")
+    outputs = {name: getattr(FLAGS, name) for name in ("dump", "output", "plot")
+               if getattr(FLAGS, name)}
+    for name, path in outputs.items():  # all before any is written: no partial set of outputs
+        check_output_path(path, f"--{name}")
+    if len({os.path.abspath(p) for p in outputs.values()}) < len(outputs):
+        raise TfnasError(f"--dump, --output and --plot must be different files, got "
+                         f"{', '.join(f'--{k}={v}' for k, v in outputs.items())}")
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,7 @@ from tfnas.errors import TfnasError
 from tfnas.proposals.budget import make_budget
 from tfnas.proposals.flags import (fixed_from_flags, optional_targets_from_flags,
                                    tables_from_flags, targets_from_flags)
-from tfnas.search.flags import define_flags
+from tfnas.search.flags import define_flags, foreign_flags
 
 define_flags()
 FLAGS = flags.FLAGS
@@ -97,12 +97,17 @@ def main(argv: list[str]) -> int:
     from tfnas.space.mbconv import MBConvSpace
     from tfnas.space.nb201 import NB201Space
     space = get_space(FLAGS.space)
-    _check_ranges()
     hournas = FLAGS.algorithm == "hournas"
+    if hournas and not isinstance(space, MBConvSpace):
+        raise TfnasError(f"HourNAS searches MBConv spaces; {FLAGS.space!r} is not one "
+                         "(--algorithm=setn or tnas search it)")
+    foreign = foreign_flags(FLAGS.algorithm)
+    if foreign:
+        name, owner = foreign[0]
+        raise TfnasError(f"--{name} is a {owner} flag; --algorithm={FLAGS.algorithm} does not "
+                         "use it")
+    _check_ranges()
     if hournas:
-        if not isinstance(space, MBConvSpace):
-            raise TfnasError(f"HourNAS searches MBConv spaces; {FLAGS.space!r} is not one "
-                             "(--algorithm=setn or tnas search it)")
         targets = targets_from_flags()
         fixed = fixed_from_flags(space)
         # Infeasible targets fail here, with the feasible ranges, before TensorFlow starts.
@@ -110,8 +115,6 @@ def main(argv: list[str]) -> int:
     else:
         if not isinstance(space, (MBConvSpace, NB201Space)):
             raise TfnasError(f"space {FLAGS.space!r} has no supernet for {FLAGS.algorithm}")
-        if FLAGS.fix:
-            raise TfnasError(f"--fix is a HourNAS flag; {FLAGS.algorithm} searches every layer")
         targets = optional_targets_from_flags()
 
     from tfnas.search.rundir import RunDir
@@ -122,6 +125,9 @@ def main(argv: list[str]) -> int:
     flags_record.update(space=space.name, targets=targets, algorithm=FLAGS.algorithm)
     flags_record.update({name: getattr(FLAGS, name) for name, default in
                          _RECORDED_WHEN_SET.items() if getattr(FLAGS, name) != default})
+    if FLAGS.algorithm == "tnas" and FLAGS.tnas_mode == "gradient":
+        # Recorded only here: other one-shot runs never read it (and resume without it).
+        flags_record["arch_gradient"] = FLAGS.arch_gradient
     if hournas:
         flags_record["fix"] = sorted(FLAGS.fix)
         if FLAGS.vital_selection != "probability":  # also recorded only when set
@@ -175,7 +181,8 @@ def main(argv: list[str]) -> int:
     with reading(config.dataset):  # a streamed image that does not decode, met mid-search
         record = search.run()
     search.writer.close()
-    print(summary_table(record, [c.name for c in space.choices], space.vital_mask()))
+    vital = space.vital_mask() & hournas  # the one-shot searches have no vital layers
+    print(summary_table(record, [c.name for c in space.choices], vital))
     if chief:
         print(f"wrote {rundir.file('arch.json')} and {rundir.file('arch_probs.png')}")
     sys.stdout.flush()

@@ -9,6 +9,31 @@ from tfnas.proposals.flags import define_target_flags
 from tfnas.space import list_spaces
 
 
+# Flags only some algorithms read: given to another one, they are refused, not ignored.
+_SHARED_ONE_SHOT = ("epochs", "top_k", "eval_batches")
+ALGORITHM_FLAGS = {
+    "hournas": ("HourNAS", ("vital_epochs", "nonvital_epochs", "two_stage", "sampler",
+                            "vital_sampler", "vital_selection", "selection_batches",
+                            "arch_gradient", "shared_trace", "tau", "tau_decay", "alpha",
+                            "beta", "num_proposals", "proposal_iterations", "fix")),
+    "setn": ("SETN", ("setn_selection", "num_candidates") + _SHARED_ONE_SHOT),
+    "tnas": ("TNAS", ("tnas_mode", "eps_inc", "population", "generations", "arch_gradient")
+             + _SHARED_ONE_SHOT),
+}
+
+
+def foreign_flags(algorithm: str) -> list[tuple[str, str]]:
+    """(flag, the algorithm it belongs to) for each flag given (on the command line or in a
+    flagfile) that `algorithm` does not read."""
+    own = set(ALGORITHM_FLAGS[algorithm][1])
+    found = {}
+    for other, (label, names) in ALGORITHM_FLAGS.items():
+        for name in names:
+            if other != algorithm and name not in own and flags.FLAGS[name].present:
+                found.setdefault(name, label)
+    return list(found.items())
+
+
 def define_flags() -> None:
     d = flags
     # What to search.
@@ -91,7 +116,8 @@ def define_flags() -> None:
                      "gives the same losses faster.")
     d.DEFINE_enum("arch_gradient", "reinforce", ["reinforce", "straight_through"],
                   "How a sampled path's validation loss trains the architecture parameters "
-                  "in a stage that samples with gumbel_max. reinforce: the score function "
+                  "in a stage that samples with gumbel_max (HourNAS; TNAS's "
+                  "--tnas_mode=gradient). reinforce: the score function "
                   "(L - b) grad log P(path), b a moving average of the loss. straight_through: "
                   "GDAS's "
                   "gradient through the drawn op's weight of value 1, which only asks whether "

@@ -42,7 +42,7 @@ from tfnas.cost.tables import cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.engine.scoring import OneShotScorer
 from tfnas.io import atomic_path
-from tfnas.nn.sampling import ArchParams
+from tfnas.nn.sampling import ArchParams, LossAverage
 from tfnas.nn.supernets import make_supernet
 from tfnas.samplers import selection
 from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value, worker_dir
@@ -65,6 +65,7 @@ class OneShotConfig(CommonConfig):
     top_k: int = 10
     eval_batches: int = 2
     tnas_mode: str = "oneshot"
+    arch_gradient: str = "reinforce"  # how a path's loss reaches θ under tnas_mode=gradient
     eps_inc: float = 0.05
     population: int = 20
     generations: int = 5
@@ -130,6 +131,9 @@ class OneShotSearch(SupernetSearch):
             hist_scores = tf.Variable(np.zeros(capacity, np.float32), trainable=False,
                                       name="history_scores")
             hist_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="history_count")
+            # θ's reinforce baseline; only the gradient mode's θ steps run and checkpoint it
+            gradient_mode = cfg.algorithm == "tnas" and cfg.tnas_mode == "gradient"
+            baseline = LossAverage() if cfg.algorithm == "tnas" else None
         engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
         engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
         loss_scale = engine.loss_scale_for_policy(self.strategy)  # float16 compute only
@@ -137,6 +141,8 @@ class OneShotSearch(SupernetSearch):
                                        step=step_var, history_rows=hist_rows,
                                        history_scores=hist_scores, history_count=hist_count,
                                        **arch.checkpoint_items(),
+                                       **(baseline.checkpoint_items() if gradient_mode
+                                          else {}),
                                        **(loss_scale.checkpoint_items() if loss_scale else {}))
 
         def history() -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +183,8 @@ class OneShotSearch(SupernetSearch):
                                                 clip_norm=cfg.clip_norm)
             eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
             arch_fn = engine.make_arch_step(net, arch, arch_opt, "gumbel_max", self.strategy,
-                                            return_indices=True, loss_scale=loss_scale)
+                                            return_indices=True, loss_scale=loss_scale,
+                                            estimator=cfg.arch_gradient, baseline=baseline)
 
             def weight_step(images, labels, step):
                 path = tf.constant(gamma_path(step), tf.int32)
