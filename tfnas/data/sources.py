@@ -86,7 +86,7 @@ def fashion_mnist(split: str, data_dir: str | None = None):
 
 
 def decode_image(data):
-    """Encoded image bytes (JPEG, PNG, GIF, BMP) -> uint8 [H, W, 3]."""
+    """Encoded image bytes (JPEG, PNG, GIF, BMP, WebP) -> uint8 [H, W, 3]."""
     import tensorflow as tf
     return tf.io.decode_image(data, channels=3, expand_animations=False)
 
@@ -163,7 +163,7 @@ def tfds_source(name: str, split: str, data_dir: str | None):
             decode_image if encoded else None)
 
 
-IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")  # what decode_image reads
 TEST_DIRS = ("val", "validation", "test")
 
 
