@@ -15,13 +15,7 @@ def check_output_path(path: str, what: str = "output") -> None:
     Call it before long work."""
     from tfnas.errors import TfnasError
 
-    if os.path.isdir(path):
-        raise TfnasError(f"{what} {path} is a directory; give a file path")
-    ancestor = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(ancestor):
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise TfnasError(f"cannot write {what} {path}: {ancestor} is a file, not a directory")
+    ancestor = _nearest_directory(path, what)
     try:  # the one sure test of writability (os.access says yes to root everywhere)
         fd, probe = tempfile.mkstemp(prefix=".tfnas-probe.", dir=ancestor)
     except OSError as e:
@@ -30,18 +24,33 @@ def check_output_path(path: str, what: str = "output") -> None:
     os.remove(probe)
 
 
+def _nearest_directory(path: str, what: str) -> str:
+    """The nearest existing ancestor of `path`, a directory; one TfnasError when `path` is a
+    directory or sits under a file."""
+    from tfnas.errors import TfnasError
+
+    if os.path.isdir(path):
+        raise TfnasError(f"{what} {path} is a directory; give a file path")
+    ancestor = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise TfnasError(f"cannot write {what} {path}: {ancestor} is a file, not a directory")
+    return ancestor
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """Yields a temporary path beside `path`; renames it over `path` only on success."""
     from tfnas.errors import TfnasError
 
-    check_output_path(path)
+    _nearest_directory(path, "output")  # its own temp file below is the writability test
     directory = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     # Keras saves weights only to names ending in .weights.h5: keep that whole suffix.
     ext = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
     base = name[:len(name) - len(ext)]
-    try:  # a read-only or special directory (/proc) passes check_output_path
+    try:  # a read-only or special directory (/proc)
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
     except OSError as e:

@@ -27,9 +27,9 @@ def foreign_flags(algorithm: str) -> list[tuple[str, str]]:
     flagfile) that `algorithm` does not read."""
     own = set(ALGORITHM_FLAGS[algorithm][1])
     found = {}
-    for other, (label, names) in ALGORITHM_FLAGS.items():
+    for label, names in ALGORITHM_FLAGS.values():
         for name in names:
-            if other != algorithm and name not in own and flags.FLAGS[name].present:
+            if name not in own and flags.FLAGS[name].present:
                 found.setdefault(name, label)
     return list(found.items())
 
