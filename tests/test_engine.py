@@ -322,6 +322,23 @@ def test_search_checkpoint_restores_every_weight_batch_norm_statistics_included(
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
+def test_all_finite_finds_a_bad_weight_or_theta():
+    # The search checks this before every save, so that a step whose update broke the weights
+    # (its own loss, computed before the update, was fine) never reaches a checkpoint.
+    from tfnas.engine.checkpoint import all_finite, search_checkpoint
+
+    net = SuperNet(TINY, 10, (16, 16, 3))
+    arch = ArchParams(net.allowed_mask(), seed=0)
+    checkpoint = search_checkpoint(net, **arch.checkpoint_items())
+    assert all_finite(checkpoint)
+    moving = next(w for w in net.weights if "moving_variance" in w.path)
+    moving.assign(np.full(moving.shape, np.inf, np.float32))
+    assert not all_finite(checkpoint)
+    moving.assign(np.ones(moving.shape, np.float32))
+    arch.theta.assign(np.full(arch.theta.shape, np.nan, np.float32))
+    assert not all_finite(checkpoint)
+
+
 @pytest.mark.parametrize("share", [True, False])
 def test_float16_steps_skip_an_overflowing_update_and_halve_the_scale(share):
     """Under mixed_float16 the steps scale the loss: a step whose scaled gradients overflow

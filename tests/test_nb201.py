@@ -119,15 +119,20 @@ def test_table_uses_the_verified_encoding():
 # -- the template (weight-sharing) network --------------------------------------------------
 
 def _template_and_child(genotype: str):
-    from tfnas.nn.nb201 import build_nb201_model
-    from tfnas.nn.nb201_supernet import NB201SuperNet, copy_path_to_child
+    """The template and the child at a search's --width_multiplier, which scales C (8 -> 4)
+    in both alike."""
+    from tfnas.nn.builder import build_model
+    from tfnas.nn.nb201_supernet import copy_path_to_child
+    from tfnas.nn.supernets import make_supernet
     from tfnas.space.nb201 import NB201Space
     from tests.supernet_fixtures import randomize
 
-    net = NB201SuperNet(10, (16, 16, 3), channels=4, cells_per_stage=1)
+    space = NB201Space(8, 1)
+    net = make_supernet(space, 10, (16, 16, 3), width_multiplier=0.5)
+    assert net.channels == 4
     randomize(net, seed=1)
     gen = parse_nb201(genotype)
-    child = build_nb201_model(gen, 10, (16, 16, 3), space=NB201Space(4, 1))
+    child = build_model(space, gen, 10, (16, 16, 3), width_multiplier=0.5)
     return net, child, gen, copy_path_to_child
 
 

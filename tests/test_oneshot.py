@@ -4,6 +4,7 @@ space; resume after kill -9; the template network against the standalone builder
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from tests import supernet_fixtures  # noqa: F401  (registers nb201_tiny and tin
 COMMON = ["--space_module=tests.supernet_fixtures", "--image_size=16", "--batch_size=8",
           "--steps_per_epoch=6", "--max_images=200", "--checkpoint_every=2", "--seed=5",
           "--eval_batches=1"]
-NB201 = COMMON + ["--space=nb201_tiny"]
+NB201 = COMMON + ["--space=nb201_tiny", "--width_multiplier=1.0"]
 MBCONV = COMMON + ["--space=tiny_test", "--width_multiplier=1.0"]
 
 
@@ -100,6 +101,29 @@ def test_tnas_gradient_and_setn_variants_on_an_mbconv_space(tmp_path):
         # θ of the gradient mode learns by reinforce, as HourNAS's; no other one-shot run reads
         # --arch_gradient, so only this one records it.
         assert recorded.get("arch_gradient") == ("reinforce" if "tnas" in extra[0] else None)
+    _reselect_from_checkpoints(model_dir, [*MBCONV, *extra], record)
+
+
+def _reselect_from_checkpoints(model_dir: str, args: list[str], record: dict) -> None:
+    """Stage select again after the saved supernet files are lost: it reads stage train's last
+    checkpoint (θ, with τ from the run state) and ends on the same result; with no checkpoint
+    either, it stops in one line."""
+    state_path = os.path.join(model_dir, "state.json")
+    with open(state_path) as f:
+        state = json.load(f)
+    assert 0 < state["tau"] <= 5.0  # recorded: TNAS anneals τ, and the probabilities read it
+    state["stage"] = "select"
+    with open(state_path, "w") as f:
+        json.dump(state, f)
+    for name in ("supernet.weights.h5", "theta.npy"):
+        os.remove(os.path.join(model_dir, name))
+    proc = _search(model_dir, args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _record(model_dir)["arch"] == record["arch"]
+    with open(state_path, "w") as f:
+        json.dump(state, f)
+    shutil.rmtree(os.path.join(model_dir, "checkpoints", "train"))
+    assert_one_line_error(_search(model_dir, args), "no trained supernet to select with")
 
 
 @pytest.mark.parametrize("extra,fragment", [

@@ -625,6 +625,15 @@ def test_damaged_checkpoints_and_state_are_one_error_and_left_as_they_are(tmp_pa
             assert f.read() == text
     assert os.listdir(rundir.path) == ["state.json"]  # no TensorBoard directory either
 
+    # A two-stage HourNAS run past stage 1 reads the vital ops it fixed.
+    from tfnas.search.hournas import HourNAS, SearchConfig
+
+    with open(rundir.file("state.json"), "w") as f:
+        json.dump({"stage": "nonvital", "seconds": {}, "proposals": {}}, f)
+    config = SearchConfig(space=tiny_space(), targets={"params": TARGET_PARAMS})
+    with pytest.raises(TfnasError, match="is at stage 'nonvital' but lacks vital_ops; "):
+        HourNAS(config, None, rundir, tf.distribute.get_strategy())
+
 
 @pytest.mark.parametrize("space", ["fbnet", "fbnet_enlarged", "mnasnet", "efficientnet"])
 def test_imagenet_flagfiles_parse_and_ask_for_imagenet(space, tmp_path):

@@ -60,8 +60,11 @@ class CostTables:
         const = self.constants[objective]
         return const + float(lo.sum()), const + float(hi.sum())
 
-    def with_latency(self, path: str) -> "CostTables":
-        """Adds the "latency_ms" objective from a LUT JSON file (see `load_latency_table`)."""
+    def with_latency(self, path: str | None) -> "CostTables":
+        """Adds the "latency_ms" objective from a LUT JSON file (see `load_latency_table`);
+        no path, no change."""
+        if not path:
+            return self
         table, const = load_latency_table(path, self.space, self.ops, self.legal.shape[0],
                                           self.setting)
         return dataclasses.replace(self, tables={**self.tables, "latency_ms": table},

@@ -251,7 +251,7 @@ def folder_source(path: str, split: str):
     return paths, labels, len(classes)
 
 
-def tfrecord_source(pattern: str, split: str, label_offset: int = 0):
+def tfrecord_source(pattern: str, split: str):
     """TFRecords of tf.train.Example with image/encoded (JPEG/PNG) and image/class/label.
 
     The pattern's `{split}` is replaced by "train" or "validation"; a pattern without it
@@ -270,7 +270,7 @@ def tfrecord_source(pattern: str, split: str, label_offset: int = 0):
 
     def parse(record):
         ex = tf.io.parse_single_example(record, spec)
-        return ex["image/encoded"], tf.cast(ex["image/class/label"], tf.int32) - label_offset
+        return ex["image/encoded"], tf.cast(ex["image/class/label"], tf.int32)
 
     return tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).map(
         parse, num_parallel_calls=tf.data.AUTOTUNE)

@@ -23,3 +23,13 @@ def search_checkpoint(net: keras.Model, **items) -> tf.train.Checkpoint:
     """A checkpoint of every weight of `net` (trainable or not) plus `items` (optimizers,
     θ, τ, counters, ...)."""
     return tf.train.Checkpoint(net=_Weights(net.weights), **items)
+
+
+def all_finite(checkpoint: tf.train.Checkpoint) -> bool:
+    """Whether every float weight of a `search_checkpoint`'s network, and its θ when it
+    holds one, is finite: a step's loss is computed before its update, so a NaN loss comes
+    one step after the weights went bad."""
+    variables = list(checkpoint.net.by_position) + (
+        [checkpoint.theta] if hasattr(checkpoint, "theta") else [])
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables
+               if tf.as_dtype(v.dtype).is_floating)

@@ -196,8 +196,9 @@ def make_arch_step(net: SuperNet, arch: ArchParams, optimizer, mode: str = "gumb
                    estimator: str = "straight_through",
                    baseline: LossAverage | None = None) -> Callable:
     """A tf.function `step(images, labels) -> (mean loss, penalty)` that updates θ on a
-    validation batch. The network weights are read, never updated (their gradients are not
-    even computed). `penalty(sample)` (e.g. `sampling.resource_penalty`) is added to the loss.
+    validation batch. The trainable weights are read, never updated (their gradients are not
+    even computed); with `training=True` BatchNorm's moving statistics take in the batch, as
+    in any training-mode call. `penalty(sample)` (e.g. `sampling.resource_penalty`) is added to the loss.
     With `return_indices` it also returns the op indices [L] the step drew. `loss_scale`
     (float16 compute): see `DynamicLossScale`. `estimator` (`sampling.ESTIMATORS`) is how a
     single path's loss reaches θ; "reinforce" needs a `baseline`, which each step updates."""

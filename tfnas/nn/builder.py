@@ -28,9 +28,7 @@ def build_model(space: str | MBConvSpace | NB201Space, genotype: Genotype | str,
     """
     space = get_space(space) if isinstance(space, str) else space
     if isinstance(space, NB201Space):
-        if width_multiplier != 1.0:
-            space = NB201Space(max(1, round(space.channels * width_multiplier)),
-                               space.cells_per_stage, space.name)
+        space = space.with_width(width_multiplier)
         nominal = {} if num_classes is None else {"num_classes": num_classes}
         if input_shape is not None:
             nominal["input_shape"] = input_shape

@@ -16,8 +16,10 @@ from tfnas.space.nb201 import NB201Space
 def make_supernet(space: SearchSpace, num_classes: int, input_shape: tuple[int, int, int],
                   width_multiplier: float = 1.0,
                   fixed: dict[int, int] | None = None) -> keras.Model:
-    """A supernet holding every candidate op of `space` (`fixed` pins decisions)."""
+    """A supernet holding every candidate op of `space` (`fixed` pins decisions), its
+    channels scaled by `width_multiplier` as `tfnas.nn.builder.build_model` scales them."""
     if isinstance(space, NB201Space):
+        space = space.with_width(width_multiplier)
         return NB201SuperNet(num_classes, input_shape, space.channels, space.cells_per_stage,
                              fixed=fixed)
     if isinstance(space, MBConvSpace):

@@ -49,8 +49,7 @@ def optional_targets_from_flags() -> dict[str, float]:
 
 def tables_from_flags(space: SearchSpace) -> CostTables:
     """The space's cost tables at 224x224, with --latency_table's objective when given."""
-    tables = cost_tables(space)
-    return tables.with_latency(flags.FLAGS.latency_table) if flags.FLAGS.latency_table else tables
+    return cost_tables(space).with_latency(flags.FLAGS.latency_table)
 
 
 def fixed_from_flags(space: SearchSpace) -> dict[int, int]:

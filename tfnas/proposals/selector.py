@@ -6,8 +6,8 @@ draws op o of layer l with probability softmax(θ_j[l] / τ)_o over the ops `mas
 (eq. 8). A two-level sample first draws proposal j ~ π, then an architecture from θ_j:
 eq. 9 with a Gumbel-Max P, the sampler the search uses.
 
-Both are plain numpy float32 arrays: the search driver wraps them in `tf.Variable`s to keep
-training them, applying `mask` (see `optimizer.masked_logits`) before any softmax.
+Both are plain numpy float32 arrays: the search keeps training them as Keras variables
+(`tfnas.search.proposal_arch.ProposalArchParams`), applying `mask` before any softmax.
 """
 
 from __future__ import annotations

@@ -20,9 +20,12 @@ import threading
 import time
 from typing import Any, Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
+from tfnas import engine
+from tfnas.engine.checkpoint import all_finite
 from tfnas.errors import TfnasError
 from tfnas.io import read_json, write_json
 from tfnas.cost.tables import CostTables
@@ -90,6 +93,33 @@ class StagePlan:
         return epoch, "arch", within - self.weight_steps
 
 
+@dataclasses.dataclass
+class StageOptimizers:
+    """What every search stage trains with: SGD on the weights, Adam on the architecture
+    parameters, the step counter and (float16 compute) the loss scale."""
+
+    weight: keras.optimizers.Optimizer
+    arch: keras.optimizers.Optimizer
+    step: tf.Variable
+    loss_scale: Any = None  # engine.DynamicLossScale
+
+    @classmethod
+    def create(cls, cfg: CommonConfig, net: keras.Model, arch,
+               strategy: tf.distribute.Strategy) -> "StageOptimizers":
+        with strategy.scope():
+            weight = keras.optimizers.SGD(cfg.weight_lr, momentum=0.9,
+                                          weight_decay=cfg.weight_decay)
+            arch_opt = keras.optimizers.Adam(cfg.arch_lr)
+            step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        engine.prepare_optimizer(weight, net.trainable_variables, strategy)
+        engine.prepare_optimizer(arch_opt, arch.trainable_variables, strategy)
+        return cls(weight, arch_opt, step, engine.loss_scale_for_policy(strategy))
+
+    def checkpoint_items(self) -> dict:
+        return {"weight_opt": self.weight, "arch_opt": self.arch, "step": self.step,
+                **(self.loss_scale.checkpoint_items() if self.loss_scale else {})}
+
+
 class DeferredInterrupt:
     """Holds a Ctrl-C (SIGINT) until the stage loop reaches a step boundary, where it saves a
     checkpoint before stopping; a second Ctrl-C stops at once. Inactive off the main thread
@@ -120,6 +150,7 @@ class SupernetSearch:
     """Run state (DIR/state.json), TensorBoard writer and the stage loop of one search."""
 
     first_stage = "train"
+    vital_layers = False  # whether the search treats the space's vital layers apart
     # Every stage a run can be at, with the state.json entries a run resumed there reads.
     stage_needs: dict[str, tuple[str, ...]] = {}
     # A Ctrl-C saves a checkpoint before stopping; multi-worker runs turn this off, since
@@ -227,6 +258,10 @@ class SupernetSearch:
                 progress.update(step, **smooth, **shown)
                 stop = interrupt.requested
                 if step == plan.total or stop or self._checkpoint_due(step, saved_at):
+                    if not all_finite(checkpoint):
+                        raise NaNLoss(f"the weights became non-finite by stage {plan.name} "
+                                      f"step {step}; the last good checkpoint (step "
+                                      f"{last_saved}) is kept; lower --weight_lr or --arch_lr")
                     manager.save(checkpoint_number=step)
                     last_saved, saved_at = step, time.monotonic()
                     self.save_state(partial_seconds={**self.state.get("partial_seconds", {}),
@@ -258,8 +293,9 @@ class SupernetSearch:
         if self.chief:
             report.plot_probabilities(
                 self.rundir.file("arch_probs.png"), probs, space.legal_mask(), list(space.ops),
-                [c.name for c in space.choices], space.vital_mask(), genotype.indices(), title)
-            report.write_arch_json(self.rundir.file("arch.json"), record)
+                [c.name for c in space.choices], space.vital_mask() & self.vital_layers,
+                genotype.indices(), title)
+            write_json(self.rundir.file("arch.json"), record)
         else:
             write_json(os.path.join(worker_dir(self.rundir, "result"), "arch.json"), record)
         return record

@@ -31,7 +31,8 @@ from tfnas.progress import Progress
 from tfnas.proposals.budget import make_budget
 from tfnas.proposals.optimizer import ProposalObjective, optimize_proposals
 from tfnas.proposals.selector import Proposals
-from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value, worker_dir
+from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, SupernetSearch, value,
+                               worker_dir)
 from tfnas.search.data import SearchData
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
@@ -69,19 +70,21 @@ class HourNAS(SupernetSearch):
     """Runs Algorithm 1 in a run directory; `run()` returns the arch.json record."""
 
     first_stage = "vital"
+    vital_layers = True
     stage_needs = {"vital": (), "proposals": (), "nonvital": ("proposals",),
                    "done": ("final_indices",)}
 
     def __init__(self, cfg: SearchConfig, data: SearchData, rundir: RunDir,
                  strategy: tf.distribute.Strategy, chief: bool = True,
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
-        if not cfg.two_stage:
+        if cfg.two_stage:  # what stage 1 fixed
+            self.stage_needs = {stage: needs + (("vital_ops",) if stage != "vital" else ())
+                                for stage, needs in self.stage_needs.items()}
+        else:
             self.first_stage = "proposals"
         super().__init__(rundir, cfg, chief, flags_record, log)
         self.cfg, self.data, self.strategy = cfg, data, strategy
-        self.tables = cost_tables(cfg.space)
-        if cfg.latency_table:
-            self.tables = self.tables.with_latency(cfg.latency_table)
+        self.tables = cost_tables(cfg.space).with_latency(cfg.latency_table)
         make_budget(self.tables, cfg.targets, cfg.user_fixed)  # infeasible targets fail here
 
     # -- the algorithm ---------------------------------------------------------------------
@@ -257,26 +260,18 @@ class HourNAS(SupernetSearch):
                warm_start: Callable[[], None] | None = None,
                sampler: str | None = None) -> None:
         cfg = self.cfg
+        opt = StageOptimizers.create(cfg, net, arch, self.strategy)
         with self.strategy.scope():
-            weight_opt = keras.optimizers.SGD(cfg.weight_lr, momentum=0.9,
-                                              weight_decay=cfg.weight_decay)
-            arch_opt = keras.optimizers.Adam(cfg.arch_lr)
-            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             baseline = LossAverage()
             weight_loss = LossAverage(decay=0.98, name="weight_loss")
-        engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
-        engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
-        loss_scale = engine.loss_scale_for_policy(self.strategy)  # float16 compute only
-        checkpoint = search_checkpoint(net, weight_opt=weight_opt, arch_opt=arch_opt,
-                                       step=step_var, **arch.checkpoint_items(),
+        checkpoint = search_checkpoint(net, **opt.checkpoint_items(), **arch.checkpoint_items(),
                                        **baseline.checkpoint_items(),
-                                       **weight_loss.checkpoint_items(),
-                                       **(loss_scale.checkpoint_items() if loss_scale else {}))
-        weight_fn, arch_fn = engine.make_search_steps(net, arch, weight_opt, arch_opt,
+                                       **weight_loss.checkpoint_items())
+        weight_fn, arch_fn = engine.make_search_steps(net, arch, opt.weight, opt.arch,
                                                       sampler or cfg.sampler, self.strategy,
                                                       penalty,
                                                       share=cfg.shared_trace,
-                                                      loss_scale=loss_scale,
+                                                      loss_scale=opt.loss_scale,
                                                       estimator=cfg.arch_gradient,
                                                       baseline=baseline,
                                                       clip_norm=cfg.clip_norm)
@@ -309,7 +304,7 @@ class HourNAS(SupernetSearch):
         if plan.name == "vital":
             self.state["tau_after_vital"] = value(arch.tau)
         self.probability_histograms(plan.name, np.asarray(arch.probabilities()),
-                                    [l.name for l in cfg.space.layers], int(step_var.numpy()))
+                                    [l.name for l in cfg.space.layers], int(opt.step.numpy()))
 
     def _expected_cost(self, arch) -> dict[str, float]:
         """Cost of the architecture distribution at this step: Σ p(op) · table."""

@@ -41,19 +41,18 @@ from tfnas import engine
 from tfnas.cost.tables import cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.engine.scoring import OneShotScorer
+from tfnas.errors import TfnasError
 from tfnas.io import atomic_path
 from tfnas.nn.sampling import ArchParams, LossAverage
 from tfnas.nn.supernets import make_supernet
 from tfnas.samplers import selection
-from tfnas.search.base import CommonConfig, StagePlan, SupernetSearch, value, worker_dir
+from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, SupernetSearch,
+                               open_checkpoints, value, worker_dir)
 from tfnas.search.data import SearchData
 from tfnas.search.rundir import RunDir
 from tfnas.space.base import SearchSpace
 from tfnas.space.genotype import Genotype
 from tfnas.space.nb201 import NB201Space, to_nb201_string
-
-SETN_SELECTIONS = ("paper", "topk", "random")
-TNAS_MODES = ("oneshot", "gradient")
 
 
 @dataclasses.dataclass
@@ -75,16 +74,15 @@ class OneShotSearch(SupernetSearch):
     """`run()` trains the supernet, selects the architecture and returns the arch.json
     record."""
 
-    stage_needs = {"train": (), "select": (), "done": ("final_indices",)}
+    stage_needs = {"train": (), "select": ("history",),
+                   "done": ("history", "final_indices")}
 
     def __init__(self, cfg: OneShotConfig, data: SearchData, rundir: RunDir,
                  strategy: tf.distribute.Strategy, chief: bool = True,
                  flags_record: dict | None = None, log: Callable[[str], None] = print):
         super().__init__(rundir, cfg, chief, flags_record, log)
         self.cfg, self.data, self.strategy = cfg, data, strategy
-        self.tables = cost_tables(cfg.space)
-        if cfg.latency_table:
-            self.tables = self.tables.with_latency(cfg.latency_table)
+        self.tables = cost_tables(cfg.space).with_latency(cfg.latency_table)
         self.decisions = _decision_space(cfg.space)
         with strategy.scope():
             keras.utils.set_random_seed(cfg.seed * 7 + 5)
@@ -107,7 +105,8 @@ class OneShotSearch(SupernetSearch):
         if self.state["stage"] == "train":
             history = self._train()
             self._save_supernet()
-            self.finish_stage("train", "select", history=history)
+            self.finish_stage("train", "select", history=history,
+                              tau=value(self.arch.tau))  # TNAS anneals it; the plot reads it
         if self.state["stage"] == "select":
             t0 = time.monotonic()
             self._load_supernet()
@@ -121,11 +120,9 @@ class OneShotSearch(SupernetSearch):
         cfg, data, net, arch = self.cfg, self.data, self.net, self.arch
         plan = StagePlan("train", cfg.epochs, data.weight_steps, data.arch_steps)
         capacity = plan.epochs * plan.arch_steps
+        opt = StageOptimizers.create(cfg, net, arch, self.strategy)
+        loss_scale = opt.loss_scale  # float16 compute only
         with self.strategy.scope():
-            weight_opt = keras.optimizers.SGD(cfg.weight_lr, momentum=0.9,
-                                              weight_decay=cfg.weight_decay)
-            arch_opt = keras.optimizers.Adam(cfg.arch_lr)
-            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             hist_rows = tf.Variable(np.zeros((capacity, net.num_layers), np.int32),
                                     trainable=False, name="history_rows")
             hist_scores = tf.Variable(np.zeros(capacity, np.float32), trainable=False,
@@ -133,23 +130,21 @@ class OneShotSearch(SupernetSearch):
             hist_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="history_count")
             # θ's reinforce baseline; only the gradient mode's θ steps run and checkpoint it
             gradient_mode = cfg.algorithm == "tnas" and cfg.tnas_mode == "gradient"
-            baseline = LossAverage() if cfg.algorithm == "tnas" else None
-        engine.prepare_optimizer(weight_opt, net.trainable_variables, self.strategy)
-        engine.prepare_optimizer(arch_opt, arch.trainable_variables, self.strategy)
-        loss_scale = engine.loss_scale_for_policy(self.strategy)  # float16 compute only
-        checkpoint = search_checkpoint(net, weight_opt=weight_opt, arch_opt=arch_opt,
-                                       step=step_var, history_rows=hist_rows,
+            baseline = LossAverage() if gradient_mode else None
+        checkpoint = search_checkpoint(net, **opt.checkpoint_items(), history_rows=hist_rows,
                                        history_scores=hist_scores, history_count=hist_count,
                                        **arch.checkpoint_items(),
                                        **(baseline.checkpoint_items() if gradient_mode
-                                          else {}),
-                                       **(loss_scale.checkpoint_items() if loss_scale else {}))
+                                          else {}))
+
+        tokens: list[np.ndarray] = []  # the recorded paths' token rows, encoded once each
 
         def history() -> tuple[np.ndarray, np.ndarray]:
             n = int(hist_count.numpy())
-            rows = np.asarray(value(hist_rows))[:n]
-            tokens = self._token_rows(rows)
-            return tokens, np.asarray(value(hist_scores))[:n].astype(np.float64)
+            if len(tokens) < n:  # after a resume: the restored rows
+                tokens.extend(self._token_rows(np.asarray(value(hist_rows))[len(tokens):n]))
+            rows = np.array(tokens[:n], np.int64).reshape(n, len(self.decisions))
+            return rows, np.asarray(value(hist_scores))[:n].astype(np.float64)
 
         def record(indices, score: float) -> None:
             n = int(hist_count.numpy())
@@ -165,10 +160,10 @@ class OneShotSearch(SupernetSearch):
             return self._indices(tnas.draw(self.decisions, rows, scores, rng))
 
         if cfg.algorithm == "setn":
-            weight_fn = engine.make_weight_step(net, arch, weight_opt, "uniform", self.strategy,
+            weight_fn = engine.make_weight_step(net, arch, opt.weight, "uniform", self.strategy,
                                                 loss_scale=loss_scale,
                                                 clip_norm=cfg.clip_norm)
-            arch_fn = engine.make_arch_step(net, arch, arch_opt, "softmax", self.strategy,
+            arch_fn = engine.make_arch_step(net, arch, opt.arch, "softmax", self.strategy,
                                             loss_scale=loss_scale)
 
             def weight_step(images, labels, _step):
@@ -178,13 +173,16 @@ class OneShotSearch(SupernetSearch):
                 loss, _ = arch_fn(images, labels)
                 return float(loss), 0.0, {"max_p": float(np.max(arch.probabilities()))}
         else:
-            weight_fn = engine.make_weight_step(net, arch, weight_opt, "fixed", self.strategy,
+            weight_fn = engine.make_weight_step(net, arch, opt.weight, "fixed", self.strategy,
                                                 loss_scale=loss_scale,
                                                 clip_norm=cfg.clip_norm)
-            eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
-            arch_fn = engine.make_arch_step(net, arch, arch_opt, "gumbel_max", self.strategy,
-                                            return_indices=True, loss_scale=loss_scale,
-                                            estimator=cfg.arch_gradient, baseline=baseline)
+            if gradient_mode:
+                arch_fn = engine.make_arch_step(net, arch, opt.arch, "gumbel_max",
+                                                self.strategy, return_indices=True,
+                                                loss_scale=loss_scale,
+                                                estimator=cfg.arch_gradient, baseline=baseline)
+            else:
+                eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
 
             def weight_step(images, labels, step):
                 path = tf.constant(gamma_path(step), tf.int32)
@@ -192,7 +190,7 @@ class OneShotSearch(SupernetSearch):
                     "eps": tnas.epsilon(int(hist_count.numpy()))}
 
             def arch_step(images, labels, step):
-                if cfg.tnas_mode == "gradient":
+                if gradient_mode:
                     loss, _, indices = arch_fn(images, labels)
                     loss = float(loss)
                 else:
@@ -204,7 +202,7 @@ class OneShotSearch(SupernetSearch):
 
         self.run_stage(plan, data, checkpoint, weight_step, arch_step)
         self.probability_histograms("train", np.asarray(arch.probabilities()),
-                                    [c.name for c in cfg.space.choices], int(step_var.numpy()))
+                                    [c.name for c in cfg.space.choices], int(opt.step.numpy()))
         rows, scores = history()
         return {"indices": [self._indices(r).tolist() for r in rows],
                 "scores": [round(float(s), 6) for s in scores]}
@@ -227,15 +225,33 @@ class OneShotSearch(SupernetSearch):
             np.save(tmp, np.asarray(value(self.arch.theta)))
 
     def _load_supernet(self) -> None:
-        weights = self.weights_file if self.chief else None
-        if weights and os.path.exists(weights):
-            self.net.load_weights(weights)
-            self.arch.theta.assign(np.load(self.theta_file))
-        else:  # a worker: its own copy of the final training checkpoint
-            checkpoint = search_checkpoint(self.net, theta=self.arch.theta)
-            directory = os.path.join(worker_dir(self.rundir, "checkpoints") if not self.chief
-                                     else self.rundir.checkpoint_dir, "train")
-            checkpoint.restore(tf.train.latest_checkpoint(directory)).expect_partial()
+        """The trained supernet and θ, τ: the chief's saved files, else (a worker, or files
+        deleted) the last checkpoint of stage "train"."""
+        if "tau" in self.state:  # recorded since 2026-12-07
+            self.arch.tau.assign(self.state["tau"])
+        if self.chief and os.path.exists(self.weights_file) and os.path.exists(self.theta_file):
+            try:
+                theta = np.load(self.theta_file)
+                self.arch.theta.assign(theta)
+                self.net.load_weights(self.weights_file)
+            except (OSError, ValueError) as e:
+                raise TfnasError(f"{self.weights_file} or {self.theta_file} is damaged or "
+                                 f"does not fit this search ({type(e).__name__}); restore "
+                                 "them, or delete both to select from the last checkpoint") \
+                    from None
+            return
+        directory = os.path.join(worker_dir(self.rundir, "checkpoints") if not self.chief
+                                 else self.rundir.checkpoint_dir, "train")
+        latest = open_checkpoints(search_checkpoint(self.net), directory).latest_checkpoint
+        if latest is None:
+            raise TfnasError(f"{self.weights_file} and the checkpoints of stage train in "
+                             f"{directory} are missing, so there is no trained supernet to "
+                             "select with; restore them or use another --model_dir")
+        try:
+            search_checkpoint(self.net, theta=self.arch.theta).restore(latest).expect_partial()
+        except (tf.errors.OpError, AssertionError, ValueError) as e:
+            raise TfnasError(f"checkpoint {latest} does not fit this search "
+                             f"({type(e).__name__}); use another --model_dir") from None
 
     # -- stage "select" --------------------------------------------------------------------
     def _select(self) -> tuple[np.ndarray, dict[str, Any]]:

@@ -25,7 +25,6 @@ class ProposalArchParams(ArchParams):
         if not allowed.any(axis=1).all():
             raise ValueError("the proposals allow no op at some layer of this supernet")
         super().__init__(allowed, tau, tau_decay, seed, name=name, theta_init=proposals.theta)
-        self.ops = proposals.ops
         self.pi = keras.Variable(proposals.pi.astype(np.float32), name=f"{name}_pi")
 
     @property
@@ -87,13 +86,6 @@ class ProposalArchParams(ArchParams):
         best = int(np.argmax(tf.convert_to_tensor(self.pi).numpy()))
         theta = tf.convert_to_tensor(self.theta).numpy()[best]
         return np.argmax(np.where(self.allowed, theta, -np.inf), axis=-1)
-
-    def to_proposals(self, template: Proposals) -> Proposals:
-        return Proposals(space=template.space, ops=template.ops,
-                         theta=tf.convert_to_tensor(self.theta).numpy(),
-                         pi=tf.convert_to_tensor(self.pi).numpy(),
-                         mask=template.mask, tau=float(tf.convert_to_tensor(self.tau).numpy()),
-                         targets=template.targets, fixed=template.fixed, info=template.info)
 
     def checkpoint_items(self) -> dict:
         return {"theta": self.theta, "pi": self.pi, "tau": self.tau, "seed": self.seed.state}

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from tfnas.cost.tables import CostTables
-from tfnas.io import atomic_path, write_json
+from tfnas.io import atomic_path
 from tfnas.space.genotype import Genotype
 
 
@@ -27,10 +27,6 @@ def result_record(genotype: Genotype, tables: CostTables, targets: dict[str, flo
     return record
 
 
-def write_arch_json(path: str, record: dict[str, Any]) -> None:
-    write_json(path, record)
-
-
 def summary_table(record: dict[str, Any], layer_names: list[str], vital: np.ndarray) -> str:
     ops = record["arch"].split(",")
     wide = max(10, *map(len, layer_names))
@@ -44,7 +40,7 @@ def summary_table(record: dict[str, Any], layer_names: list[str], vital: np.ndar
               for name, op, v in zip(layer_names, ops, vital)]
     targets = record.get("targets", {})
     for key in list(targets) + [k for k in ("params", "flops") if k not in targets]:
-        value = record.get(key, record.get(key.replace("_ms", ""), 0))
+        value = record.get(key, 0)
         unit = "" if key != "latency_ms" else " ms"
         line = f"  {key:<{wide}} {_fmt(value)}{unit}"
         if key in targets:
@@ -96,7 +92,7 @@ def plot_probabilities(path: str, probs: np.ndarray, allowed: np.ndarray, ops: l
     width = fig.get_size_inches()[0]
     ax.set_title("\n".join(textwrap.wrap(title, max(30, int(width * 13)))), fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.04).set_label(
-        "probability (grey: illegal or fixed out)", fontsize=8)
+        "probability (grey: illegal op)", fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:  # tight: long titles and labels are not cut off
         fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or "png",

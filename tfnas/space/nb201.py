@@ -53,6 +53,13 @@ class NB201Space(SearchSpace):
     def choices(self) -> tuple[EdgeChoice, ...]:
         return self._choices
 
+    def with_width(self, width_multiplier: float) -> "NB201Space":
+        """The same space with C scaled (rounded, at least 1)."""
+        if width_multiplier == 1.0:
+            return self
+        return NB201Space(max(1, round(self.channels * width_multiplier)),
+                          self.cells_per_stage, self.name)
+
     @property
     def stage_channels(self) -> tuple[int, int, int]:
         c = self.channels

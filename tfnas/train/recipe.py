@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from tfnas.data import (CACHE_MODES, batched, check_labels, load_part, reading,
-                        require_classes, scan_labels, search_parts, use_cache)
+                        require_classes, scan_labels, use_cache)
 from tfnas.distribute import check_global_batch, check_precision
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, check_output_path, write_json
@@ -183,15 +183,13 @@ def _accuracy(model: keras.Model, ds: tf.data.Dataset) -> float:
 def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
                      data_dir: str | None = None, out: str | None = None,
                      backup_dir: str | None = None, verbose: int | str = "auto",
-                     eval_split: str = "test", num_classes: int = 0,
+                     num_classes: int = 0,
                      strategy: tf.distribute.Strategy | None = None
                      ) -> tuple[keras.Model, float]:
     """Trains the child of `genotype` on the training split; returns (model, test accuracy).
 
-    `eval_split="arch"` evaluates on the search's held-out architecture split instead (the
-    search never trains weights on it). `backup_dir` makes an interrupted run resume
-    (keras BackupAndRestore); `out` receives the final .keras model atomically.
-    `num_classes` 0 infers the classes from the dataset (a TFRecord needs them given).
+    `backup_dir` makes an interrupted run resume (keras BackupAndRestore); `out` receives
+    the final .keras model atomically. `num_classes` 0 infers the classes from the dataset (a TFRecord needs them given).
     `strategy` (default: the current one; not multi-worker, which Keras 3's `fit` does not
     run) trains over its replicas, `recipe.batch_size` being the global batch. The returned
     and saved model is a float32 one on the default device, whatever the strategy and mixed
@@ -199,7 +197,7 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     mixed precision trained).
     """
     recipe.check()
-    if eval_split == "test" and dataset.startswith("tfrecord:") and "{split}" not in dataset:
+    if dataset.startswith("tfrecord:") and "{split}" not in dataset:
         raise TfnasError(f"{dataset} has no {{split}} in it, so it holds no test records and "
                          "the test would run on training images; name the files so that "
                          "{split} picks train-* and validation-* ones (e.g. "
@@ -213,13 +211,9 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     if out:
         check_model_out(out)
     keras.utils.set_random_seed(recipe.seed)
-    if eval_split == "arch":
-        train, test = search_parts(dataset, recipe.image_size, data_dir, seed=recipe.seed,
-                                   limit=recipe.max_images or None)
-    else:
-        train = load_part(dataset, "train", recipe.image_size, data_dir,
-                          limit=recipe.max_images or None, seed=recipe.seed, count=True)
-        test = load_part(dataset, "test", recipe.image_size, data_dir, count=True)
+    train = load_part(dataset, "train", recipe.image_size, data_dir,
+                      limit=recipe.max_images or None, seed=recipe.seed, count=True)
+    test = load_part(dataset, "test", recipe.image_size, data_dir, count=True)
     classes = num_classes or require_classes(dataset, train.classes)
     if num_classes:  # given, not inferred: a label >= it would train on an all-zero target
         labels = []
@@ -236,7 +230,6 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     if backup_dir:  # only once the data is known good: a failed start leaves no backup
         claim_backup(backup_dir, {"arch": str(genotype), "space": genotype.space,
                                   "dataset": dataset, "classes": classes,
-                                  "eval_split": eval_split,
                                   "recipe": {k: v for k, v in vars(recipe).items()
                                              if k != "cache"}})  # cache: how, not what
     cache = use_cache(recipe.cache, train.size + test.size, recipe.image_size)  # both fit
