@@ -121,8 +121,8 @@ def test_table_uses_the_verified_encoding():
 def _template_and_child(genotype: str):
     """The template and the child at a search's --width_multiplier, which scales C (8 -> 4)
     in both alike."""
+    from tfnas.engine import copy_to_child
     from tfnas.nn.builder import build_model
-    from tfnas.nn.nb201_supernet import copy_path_to_child
     from tfnas.nn.supernets import make_supernet
     from tfnas.space.nb201 import NB201Space
     from tests.supernet_fixtures import randomize
@@ -133,7 +133,7 @@ def _template_and_child(genotype: str):
     randomize(net, seed=1)
     gen = parse_nb201(genotype)
     child = build_model(space, gen, 10, (16, 16, 3), width_multiplier=0.5)
-    return net, child, gen, copy_path_to_child
+    return net, child, gen, copy_to_child
 
 
 @pytest.mark.parametrize("genotype", [
@@ -148,9 +148,13 @@ def test_template_on_a_fixed_path_equals_the_standalone_child(genotype):
     indices = tf.constant(gen.indices(), tf.int32)
     before = np.abs(net(x, training=False, indices=indices) - child(x, training=False)).max()
     assert before > 1e-3  # independent initializations differ
-    copy(net, child, gen.indices())
+    copy(net, child, gen)
     after = net(x, training=False, indices=indices) - child(x, training=False)
     np.testing.assert_allclose(after, 0.0, atol=1e-4)
+    from tfnas.engine import extract_child  # the same in one call, as for an MBConv supernet
+
+    np.testing.assert_allclose(extract_child(net, str(gen))(x, training=False), child(x),
+                               atol=1e-4)
 
 
 def test_template_trains_with_the_engine_steps_and_round_trips_through_keras_saving(tmp_path):

@@ -5,27 +5,17 @@ from __future__ import annotations
 import keras
 
 from tfnas.nn.builder import build_model
-from tfnas.nn.supernet import SuperNet, genotype_indices
+from tfnas.nn.supernet import PinnedDecisions, genotype_indices
 from tfnas.space.genotype import Genotype
 
 
-def path_layers(net: SuperNet, genotype: Genotype | str | None = None) -> list:
-    """The built-in layers of one path (stem, fixed blocks, the genotype's ops, head)."""
-    indices = genotype_indices(net, genotype)
-    out = list(net.stem)
-    for block in net.fixed_blocks:
-        out += block.parts
-    for block, index in zip(net.super_blocks, indices):
-        out += block.candidate(net.space.ops[index]).parts
-    return out + list(net.head)
-
-
-def copy_to_child(net: SuperNet, child: keras.Model,
+def copy_to_child(net: PinnedDecisions, child: keras.Model,
                   genotype: Genotype | str | None = None) -> None:
     """Copies every weight of the path into `child` (built by `build_model` for the same
     genotype, width and classes), matching layers by name; every child weight must be
-    covered."""
-    source = {layer.name: layer for layer in path_layers(net, genotype) if layer.weights}
+    covered, and every weight of the path used."""
+    source = {layer.name: layer for layer in net.path_layers(genotype_indices(net, genotype))
+              if layer.weights}
     for layer in child.layers:
         if not layer.weights:
             continue
@@ -36,10 +26,11 @@ def copy_to_child(net: SuperNet, child: keras.Model,
         raise ValueError(f"supernet layers missing in the child: {', '.join(sorted(source))}")
 
 
-def extract_child(net: SuperNet, genotype: Genotype | str | None = None,
+def extract_child(net: PinnedDecisions, genotype: Genotype | str | None = None,
                   dropout_rate: float | None = None) -> keras.Model:
     """The standalone child of `genotype` (default: the pins of a fully pinned supernet) with
-    the supernet's weights: the model to fine-tune, export and deploy."""
+    the supernet's weights: the model to fine-tune, export and deploy. Any supernet: an
+    MBConv `SuperNet` or the nb201 template."""
     indices = genotype_indices(net, genotype)
     genotype = Genotype.from_indices(net.base_space, indices)
     child = build_model(net.base_space, genotype, net.num_classes, net.image_shape,

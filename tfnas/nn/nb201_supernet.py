@@ -2,10 +2,10 @@
 
 The six decisions (edges) are shared by the 15 cells, as in NAS-Bench-201: a sampled path
 picks one op per edge and every cell runs it with its own weights. The net has the same
-interface as `SuperNet` (`forward`, `allowed_mask`, `candidate_groups`, `is_pinned`), so the
-`tfnas.engine` steps and every forward mode of `tfnas.nn.sampling` work on it unchanged.
-Layer names match the standalone builder's (`stage1_cell2.edge3_1.conv`), so a path's
-weights copy into `build_nb201_model` by name.
+interface as `SuperNet` (`forward`, `allowed_mask`, `candidate_groups`, `is_pinned`,
+`path_layers`), so the `tfnas.engine` steps, every forward mode of `tfnas.nn.sampling` and
+`tfnas.engine.extract_child` work on it unchanged. Layer names match the standalone builder's
+(`stage1_cell2.edge3_1.conv`), so a path's weights copy into `build_nb201_model` by name.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from keras import layers
 
 from tfnas.nn.blocks import FusedBatchNorm, apply_sequence, batch_norm
 from tfnas.nn.nb201 import edge_layers, relu_conv_bn
-from tfnas.nn.sampling import ArchSample
-from tfnas.nn.supernet import local_index, run_candidates
-from tfnas.space.nb201 import EDGES, NB201_OPS, NUM_NODES, NB201Space
+from tfnas.nn.supernet import PinnedDecisions, local_index, run_candidates
+from tfnas.space.genotype import Genotype
+from tfnas.space.nb201 import EDGES, NB201_OPS, NUM_NODES, NB201Space, dead_edges
 from tfnas.space.registry import get_space
 
 _PACKAGE = "tfnas"
@@ -64,11 +64,13 @@ class _Edge:
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class NB201SuperNet(keras.Model):
+class NB201SuperNet(PinnedDecisions, keras.Model):
     """The template (weight-sharing) network of the nb201 space.
 
     `fixed`: {edge: op index} pins edges to one op (only that op is built there).
     """
+
+    width_multiplier, dropout_rate = 1.0, 0.0  # C is the width; the child as built
 
     def __init__(self, num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
                  channels: int = 16, cells_per_stage: int = 5,
@@ -121,13 +123,6 @@ class NB201SuperNet(keras.Model):
         self.build((None, *self.image_shape))
 
     # -- the interface the engine steps use ----------------------------------------------------
-    def allowed_mask(self) -> np.ndarray:
-        mask = self.space.legal_mask()
-        for edge, op in self.fixed.items():
-            mask[edge] = False
-            mask[edge, op] = True
-        return mask
-
     @property
     def num_layers(self) -> int:
         return len(EDGES)
@@ -139,13 +134,6 @@ class NB201SuperNet(keras.Model):
     def is_pinned(self, layer: int) -> bool:
         return layer in self.fixed
 
-    @property
-    def fully_fixed(self) -> bool:
-        return len(self.fixed) == self.num_layers
-
-    def fixed_indices(self) -> list[int]:
-        return [self.fixed[i] for i in range(self.num_layers)]
-
     def candidate_groups(self) -> list[tuple[int, int, EdgeOp]]:
         """(edge, alphabet op index, op layer) for every op of every cell."""
         return [(edge.decision, o, op) for _, cells in self.stages for edges in cells
@@ -153,6 +141,17 @@ class NB201SuperNet(keras.Model):
 
     def shared_layers(self) -> list[keras.layers.Layer]:
         return self.stem + self.reduction_layers + self.head
+
+    def path_layers(self, indices) -> list[keras.layers.Layer]:
+        """The built-in layers of one path as `build_nb201_model` holds them: the shared
+        layers and the path's ops, except on dead edges, which the child leaves out."""
+        dead = set(dead_edges(Genotype.from_indices(self.base_space,
+                                                    [int(i) for i in indices])))
+        out = list(self.shared_layers())
+        for edge, op_index, op in self.candidate_groups():
+            if op_index == int(indices[edge]) and edge not in dead:
+                out += op.parts
+        return out
 
     # -- forward -------------------------------------------------------------------------------
     def build(self, input_shape):
@@ -169,12 +168,6 @@ class NB201SuperNet(keras.Model):
                                  "pinned")
             indices = tf.constant(self.fixed_indices(), tf.int32)
         return self._run(inputs, training, indices, weights, single_path)
-
-    def forward(self, images, sample: ArchSample | None = None, training=None):
-        if sample is None:
-            return self(images, training=training)
-        return self(images, training=training, indices=sample.indices, weights=sample.weights,
-                    single_path=sample.single_path)
 
     def _run(self, x, training, indices, weights, single_path, build=False):
         x = apply_sequence(self.stem, x, training)
@@ -210,23 +203,3 @@ class NB201SuperNet(keras.Model):
                 "input_shape": list(self.image_shape), "channels": self.channels,
                 "cells_per_stage": self.cells_per_stage,
                 "fixed": {str(k): v for k, v in self.fixed.items()}}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["fixed"] = {int(k): int(v) for k, v in (config.get("fixed") or {}).items()}
-        return cls(**config)
-
-
-def copy_path_to_child(net: NB201SuperNet, child: keras.Model, indices) -> None:
-    """Copies the weights of the path `indices` into `build_nb201_model`'s child, by name
-    (the child leaves out dead edges; every child weight must be covered)."""
-    source = {layer.name: layer for layer in net.shared_layers() if layer.weights}
-    for edge, op_index, op in net.candidate_groups():
-        if op_index == int(indices[edge]):
-            source.update({part.name: part for part in op.parts if part.weights})
-    for layer in child.layers:
-        if layer.weights:
-            if layer.name not in source:
-                raise ValueError(f"child layer {layer.name!r} has no counterpart in the template")
-            layer.set_weights(source[layer.name].get_weights())

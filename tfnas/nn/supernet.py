@@ -189,8 +189,42 @@ def local_index(num_ops: int, alphabet_index: list[int]) -> np.ndarray:
     return local
 
 
+class PinnedDecisions:
+    """What every supernet shares (`SuperNet`, `NB201SuperNet`): decisions pinned by `fixed`
+    {decision: op index} within `base_space`'s legal ops, and the forward of a sample."""
+
+    def allowed_mask(self) -> np.ndarray:
+        """L x O: ops that may be drawn (legal, and the pinned op alone where pinned)."""
+        mask = self.base_space.legal_mask()
+        for layer, op in self.fixed.items():
+            mask[layer] = False
+            mask[layer, op] = True
+        return mask
+
+    @property
+    def fully_fixed(self) -> bool:
+        return len(self.fixed) == self.num_layers
+
+    def fixed_indices(self) -> list[int]:
+        """Op indices of a fully pinned supernet."""
+        return [self.fixed[i] for i in range(self.num_layers)]
+
+    def forward(self, images, sample: ArchSample | None = None, training=None):
+        """The logits of `images` on the path (or mixture) of `sample`."""
+        if sample is None:
+            return self(images, training=training)
+        return self(images, training=training, indices=sample.indices, weights=sample.weights,
+                    single_path=sample.single_path)
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["fixed"] = {int(k): int(v) for k, v in (config.get("fixed") or {}).items()}
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class SuperNet(keras.Model):
+class SuperNet(PinnedDecisions, keras.Model):
     """The supernet of a registered MBConv space.
 
     - `fixed`: {layer index: op index} pins layers to one op (only that op is built there).
@@ -242,14 +276,6 @@ class SuperNet(keras.Model):
                                        self.dropout_rate, blocks.FusedBatchNorm)
         self.build((None, *self.image_shape))
 
-    def allowed_mask(self) -> np.ndarray:
-        """L x O: ops that may be drawn (legal, and the pinned op alone at pinned layers)."""
-        mask = self.base_space.legal_mask()
-        for layer, op in self.fixed.items():
-            mask[layer] = False
-            mask[layer, op] = True
-        return mask
-
     @property
     def num_layers(self) -> int:
         return len(self.super_blocks)
@@ -261,10 +287,6 @@ class SuperNet(keras.Model):
     def is_pinned(self, layer: int) -> bool:
         """Whether one op only is held at `layer` (it runs on every path)."""
         return len(self.super_blocks[layer].candidate_ops) == 1
-
-    @property
-    def fully_fixed(self) -> bool:
-        return len(self.fixed) == self.num_layers
 
     def build(self, input_shape):
         x = blocks.apply_sequence(self.stem, keras.KerasTensor(tuple(input_shape)))
@@ -293,20 +315,18 @@ class SuperNet(keras.Model):
                       weights=None if weights is None else weights[i], single_path=single_path)
         return blocks.apply_sequence(self.head, x, training)
 
-    def forward(self, images, sample: ArchSample | None = None, training=None):
-        """The logits of `images` on the path (or mixture) of `sample`."""
-        if sample is None:
-            return self(images, training=training)
-        return self(images, training=training, indices=sample.indices, weights=sample.weights,
-                    single_path=sample.single_path)
-
-    def fixed_indices(self) -> list[int]:
-        """Op indices of a fully pinned supernet."""
-        return [self.fixed[i] for i in range(self.num_layers)]
-
     def shared_layers(self) -> list[keras.layers.Layer]:
         """Stem, fixed blocks and head: the layers every path uses."""
         return self.stem + self.fixed_blocks + self.head
+
+    def path_layers(self, indices) -> list[keras.layers.Layer]:
+        """The built-in layers of one path (stem, fixed blocks, its ops, head): the child's."""
+        out = list(self.stem)
+        for block in self.fixed_blocks:
+            out += block.parts
+        for block, index in zip(self.super_blocks, indices):
+            out += block.candidate(self.space.ops[int(index)]).parts
+        return out + list(self.head)
 
     def candidate_groups(self) -> list[tuple[int, int, CandidateOp]]:
         """(layer, alphabet op index, op layer) for every candidate op held."""
@@ -320,12 +340,6 @@ class SuperNet(keras.Model):
                 "fixed": {str(k): int(v) for k, v in self.fixed.items()}
                 if not self.vital_only else _without_vital_pins(self),
                 "vital_only": self.vital_only, "dropout_rate": self.dropout_rate}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["fixed"] = {int(k): int(v) for k, v in (config.get("fixed") or {}).items()}
-        return cls(**config)
 
 
 def pinned_layers(space: MBConvSpace, fixed: dict[int, int] | None,
@@ -357,7 +371,7 @@ def _without_vital_pins(net: SuperNet) -> dict[str, int]:
     return {str(k): int(v) for k, v in net.fixed.items() if vital[k] or v != skip}
 
 
-def genotype_indices(net: SuperNet, genotype: Genotype | str | None) -> list[int]:
+def genotype_indices(net: PinnedDecisions, genotype: Genotype | str | None) -> list[int]:
     """Alphabet indices of `genotype` (default: the pins of a fully pinned net)."""
     if genotype is None:
         if not net.fully_fixed:
