@@ -46,7 +46,7 @@ ESTIMATORS = ("reinforce", "straight_through")
 SINGLE_PATH_MODES = ("gumbel_max", "uniform", "fixed")
 TAU_START = 5.0
 TAU_DECAY = 0.9999
-_MASKED = -1e9  # logit of a disallowed op (finite, so gradients stay finite)
+MASKED_LOGIT = -1e9  # logit of a disallowed op (finite, so gradients stay finite)
 
 
 class ArchSample(NamedTuple):
@@ -124,7 +124,7 @@ class ArchParams:
         return [self.theta]
 
     def _mask(self, logits):
-        return tf.where(tf.constant(self.allowed), logits, _MASKED)
+        return tf.where(tf.constant(self.allowed), logits, MASKED_LOGIT)
 
     def logits(self):
         """θ/τ with disallowed ops masked out."""

@@ -26,17 +26,16 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas.cost.tables import CostTables
+from tfnas.nn.sampling import MASKED_LOGIT
 from tfnas.proposals.budget import Budget, make_budget
 from tfnas.proposals.defaults import (BETA, DEFAULT_TAU, INIT_STDDEV, ITERATIONS, LEARNING_RATE,
                                       NUM_PROPOSALS)
 from tfnas.proposals.selector import Proposals
 
-_MASKED = -1e9  # logit of an op that may not be drawn (finite: gradients stay finite)
-
 
 def masked_logits(theta, mask, tau):
     """θ/τ with disallowed entries at a large negative logit; theta [..., L, O], mask [L, O]."""
-    return tf.where(mask, theta / tau, _MASKED)
+    return tf.where(mask, theta / tau, MASKED_LOGIT)
 
 
 class _Tensors(NamedTuple):

@@ -27,20 +27,20 @@ FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(tfnas.search.flags)
 flags.adopt_module_key_flags(tfnas.proposals.flags)
 
-_CONFIG_FLAGS = (
+# The flags config.json records (a resume must repeat them): every search's, then each
+# algorithm's own.
+_COMMON_FLAGS = (
     "dataset", "num_classes", "weight_fraction", "max_images", "cache", "image_size",
-    "width_multiplier", "batch_size", "vital_epochs", "nonvital_epochs", "steps_per_epoch",
-    "two_stage", "sampler", "vital_sampler", "arch_gradient", "shared_trace", "tau", "tau_decay",
-    "alpha", "beta", "num_proposals", "proposal_iterations", "weight_lr", "weight_decay",
+    "width_multiplier", "batch_size", "steps_per_epoch", "weight_lr", "weight_decay",
     "clip_norm", "arch_lr", "seed", "checkpoint_every", "checkpoint_secs", "latency_table",
     "data_dir", "space_module")
-_ONESHOT_FLAGS = (
-    "dataset", "num_classes", "weight_fraction", "max_images", "cache", "image_size",
-    "width_multiplier", "batch_size", "epochs", "steps_per_epoch", "weight_lr", "weight_decay",
-    "clip_norm", "arch_lr", "seed", "checkpoint_every", "checkpoint_secs", "latency_table",
-    "data_dir", "space_module",
-    "setn_selection", "num_candidates", "top_k", "eval_batches", "tnas_mode", "eps_inc",
-    "population", "generations")
+_HOURNAS_FLAGS = _COMMON_FLAGS + (
+    "vital_epochs", "nonvital_epochs", "two_stage", "sampler", "vital_sampler",
+    "arch_gradient", "shared_trace", "tau", "tau_decay", "alpha", "beta", "num_proposals",
+    "proposal_iterations")
+_ONESHOT_FLAGS = _COMMON_FLAGS + (
+    "epochs", "setn_selection", "num_candidates", "top_k", "eval_batches", "tnas_mode",
+    "eps_inc", "population", "generations")
 # Flags recorded only when they differ from these defaults, so that runs from before they
 # were recorded still resume; each changes float rounding.
 _RECORDED_WHEN_SET = {"mixed_precision": "none", "grappler": "auto", "deterministic": True}
@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
     model_dir = FLAGS.model_dir or os.path.join(
         "runs", space.name if hournas else f"{space.name}_{FLAGS.algorithm}")
     flags_record = {name: getattr(FLAGS, name)
-                    for name in (_CONFIG_FLAGS if hournas else _ONESHOT_FLAGS)}
+                    for name in (_HOURNAS_FLAGS if hournas else _ONESHOT_FLAGS)}
     flags_record.update(space=space.name, targets=targets, algorithm=FLAGS.algorithm)
     flags_record.update({name: getattr(FLAGS, name) for name, default in
                          _RECORDED_WHEN_SET.items() if getattr(FLAGS, name) != default})

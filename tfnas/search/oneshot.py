@@ -43,7 +43,7 @@ from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.engine.scoring import OneShotScorer
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path
-from tfnas.nn.sampling import ArchParams, LossAverage
+from tfnas.nn.sampling import TAU_DECAY, TAU_START, ArchParams, LossAverage
 from tfnas.nn.supernets import make_supernet
 from tfnas.samplers import selection
 from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, SupernetSearch,
@@ -88,10 +88,9 @@ class OneShotSearch(SupernetSearch):
             keras.utils.set_random_seed(cfg.seed * 7 + 5)
             self.net = make_supernet(cfg.space, data.num_classes,
                                      (cfg.image_size, cfg.image_size, 3), cfg.width_multiplier)
-            mode_tau = 1.0 if cfg.algorithm == "setn" else 5.0
-            self.arch = ArchParams(self.net.allowed_mask(), tau=mode_tau,
-                                   tau_decay=1.0 if cfg.algorithm == "setn" else 0.9999,
-                                   seed=cfg.seed)
+            setn = cfg.algorithm == "setn"  # SETN's evaluator: a plain softmax of θ
+            self.arch = ArchParams(self.net.allowed_mask(), tau=1.0 if setn else TAU_START,
+                                   tau_decay=1.0 if setn else TAU_DECAY, seed=cfg.seed)
         self.weights_file = rundir.file("supernet.weights.h5")
         self.theta_file = rundir.file("theta.npy")
 
