@@ -46,7 +46,7 @@ from tfnas.io import atomic_path
 from tfnas.nn.sampling import TAU_DECAY, TAU_START, ArchParams, LossAverage
 from tfnas.nn.supernets import make_supernet
 from tfnas.samplers import selection
-from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, SupernetSearch,
+from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, Step, SupernetSearch,
                                open_checkpoints, value, worker_dir)
 from tfnas.search.data import SearchData
 from tfnas.search.rundir import RunDir
@@ -118,93 +118,80 @@ class OneShotSearch(SupernetSearch):
     def _train(self) -> dict[str, list]:
         cfg, data, net, arch = self.cfg, self.data, self.net, self.arch
         plan = StagePlan("train", cfg.epochs, data.weight_steps, data.arch_steps)
-        capacity = plan.epochs * plan.arch_steps
         opt = StageOptimizers.create(cfg, net, arch, self.strategy)
-        loss_scale = opt.loss_scale  # float16 compute only
         with self.strategy.scope():
-            hist_rows = tf.Variable(np.zeros((capacity, net.num_layers), np.int32),
-                                    trainable=False, name="history_rows")
-            hist_scores = tf.Variable(np.zeros(capacity, np.float32), trainable=False,
-                                      name="history_scores")
-            hist_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="history_count")
-            # θ's reinforce baseline; only the gradient mode's θ steps run and checkpoint it
-            gradient_mode = cfg.algorithm == "tnas" and cfg.tnas_mode == "gradient"
-            baseline = LossAverage() if gradient_mode else None
-        checkpoint = search_checkpoint(net, **opt.checkpoint_items(), history_rows=hist_rows,
-                                       history_scores=hist_scores, history_count=hist_count,
-                                       **arch.checkpoint_items(),
-                                       **(baseline.checkpoint_items() if gradient_mode
-                                          else {}))
+            history = ScoredHistory(plan.epochs * plan.arch_steps, net.num_layers,
+                                    self._token_rows, len(self.decisions))
+            # θ's reinforce baseline: only the gradient mode's θ steps run and checkpoint it
+            baseline = LossAverage() if self._gradient_mode else None
+        checkpoint = search_checkpoint(net, **opt.checkpoint_items(), **arch.checkpoint_items(),
+                                       **history.checkpoint_items(),
+                                       **(baseline.checkpoint_items() if baseline else {}))
+        steps = (self._setn_steps(opt) if cfg.algorithm == "setn"
+                 else self._tnas_steps(opt, history, baseline))
+        self.run_stage(plan, data, checkpoint, *steps)
+        self.probability_histograms("train", np.asarray(arch.probabilities()),
+                                    [c.name for c in cfg.space.choices], int(opt.step.numpy()))
+        rows, scores = history.tokens()
+        return {"indices": [self._indices(r).tolist() for r in rows],
+                "scores": [round(float(s), 6) for s in scores]}
 
-        tokens: list[np.ndarray] = []  # the recorded paths' token rows, encoded once each
+    @property
+    def _gradient_mode(self) -> bool:
+        return self.cfg.algorithm == "tnas" and self.cfg.tnas_mode == "gradient"
 
-        def history() -> tuple[np.ndarray, np.ndarray]:
-            n = int(hist_count.numpy())
-            if len(tokens) < n:  # after a resume: the restored rows
-                tokens.extend(self._token_rows(np.asarray(value(hist_rows))[len(tokens):n]))
-            rows = np.array(tokens[:n], np.int64).reshape(n, len(self.decisions))
-            return rows, np.asarray(value(hist_scores))[:n].astype(np.float64)
+    def _setn_steps(self, opt: StageOptimizers) -> tuple[Step, Step]:
+        """Uniform single paths train the weights; the relaxed forward trains θ."""
+        cfg, net, arch = self.cfg, self.net, self.arch
+        weight_fn = engine.make_weight_step(net, arch, opt.weight, "uniform", self.strategy,
+                                            loss_scale=opt.loss_scale, clip_norm=cfg.clip_norm)
+        arch_fn = engine.make_arch_step(net, arch, opt.arch, "softmax", self.strategy,
+                                        loss_scale=opt.loss_scale)
 
-        def record(indices, score: float) -> None:
-            n = int(hist_count.numpy())
-            hist_rows[n].assign(np.asarray(indices, np.int32))
-            hist_scores[n].assign(score)
-            hist_count.assign(n + 1)
+        def weight_step(images, labels, _step):
+            return float(weight_fn(images, labels)), 0.0, {}
 
-        tnas = self._tnas_oracle() if cfg.algorithm == "tnas" else None
+        def arch_step(images, labels, _step):
+            loss, _ = arch_fn(images, labels)
+            return float(loss), 0.0, {"max_p": float(np.max(arch.probabilities()))}
+        return weight_step, arch_step
+
+    def _tnas_steps(self, opt: StageOptimizers, history: "ScoredHistory",
+                    baseline: LossAverage | None) -> tuple[Step, Step]:
+        """Gamma paths train the weights; the architecture steps score paths (oneshot) or
+        train θ (gradient), and every scored path joins the VAE's history."""
+        cfg, net, arch = self.cfg, self.net, self.arch
+        tnas = self._tnas_oracle()
+        weight_fn = engine.make_weight_step(net, arch, opt.weight, "fixed", self.strategy,
+                                            loss_scale=opt.loss_scale, clip_norm=cfg.clip_norm)
+        if self._gradient_mode:
+            arch_fn = engine.make_arch_step(net, arch, opt.arch, "gumbel_max", self.strategy,
+                                            return_indices=True, loss_scale=opt.loss_scale,
+                                            estimator=cfg.arch_gradient, baseline=baseline)
+        else:
+            eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
 
         def gamma_path(step: int) -> np.ndarray:
-            rows, scores = history()
+            rows, scores = history.tokens()
             rng = np.random.default_rng([cfg.seed, 17, step])
             return self._indices(tnas.draw(self.decisions, rows, scores, rng))
 
-        if cfg.algorithm == "setn":
-            weight_fn = engine.make_weight_step(net, arch, opt.weight, "uniform", self.strategy,
-                                                loss_scale=loss_scale,
-                                                clip_norm=cfg.clip_norm)
-            arch_fn = engine.make_arch_step(net, arch, opt.arch, "softmax", self.strategy,
-                                            loss_scale=loss_scale)
+        def weight_step(images, labels, step):
+            path = tf.constant(gamma_path(step), tf.int32)
+            return float(weight_fn(images, labels, path)), 0.0, {
+                "eps": tnas.epsilon(len(history))}
 
-            def weight_step(images, labels, _step):
-                return float(weight_fn(images, labels)), 0.0, {}
-
-            def arch_step(images, labels, _step):
-                loss, _ = arch_fn(images, labels)
-                return float(loss), 0.0, {"max_p": float(np.max(arch.probabilities()))}
-        else:
-            weight_fn = engine.make_weight_step(net, arch, opt.weight, "fixed", self.strategy,
-                                                loss_scale=loss_scale,
-                                                clip_norm=cfg.clip_norm)
-            if gradient_mode:
-                arch_fn = engine.make_arch_step(net, arch, opt.arch, "gumbel_max",
-                                                self.strategy, return_indices=True,
-                                                loss_scale=loss_scale,
-                                                estimator=cfg.arch_gradient, baseline=baseline)
+        def arch_step(images, labels, step):
+            if self._gradient_mode:
+                loss, _, indices = arch_fn(images, labels)
+                loss = float(loss)
             else:
-                eval_fn = engine.make_eval_step(net, self.strategy, batch_stats=True)
-
-            def weight_step(images, labels, step):
-                path = tf.constant(gamma_path(step), tf.int32)
-                return float(weight_fn(images, labels, path)), 0.0, {
-                    "eps": tnas.epsilon(int(hist_count.numpy()))}
-
-            def arch_step(images, labels, step):
-                if gradient_mode:
-                    loss, _, indices = arch_fn(images, labels)
-                    loss = float(loss)
-                else:
-                    indices = gamma_path(step)
-                    total, _hits = eval_fn(images, labels, tf.constant(indices, tf.int32))
-                    loss = float(total) / cfg.batch_size
-                record(np.asarray(indices), -loss)
-                return loss, 0.0, {"scored": int(hist_count.numpy())}
-
-        self.run_stage(plan, data, checkpoint, weight_step, arch_step)
-        self.probability_histograms("train", np.asarray(arch.probabilities()),
-                                    [c.name for c in cfg.space.choices], int(opt.step.numpy()))
-        rows, scores = history()
-        return {"indices": [self._indices(r).tolist() for r in rows],
-                "scores": [round(float(s), 6) for s in scores]}
+                indices = gamma_path(step)
+                total, _hits = eval_fn(images, labels, tf.constant(indices, tf.int32))
+                loss = float(total) / cfg.batch_size
+            history.record(np.asarray(indices), -loss)
+            return loss, 0.0, {"scored": len(history)}
+        return weight_step, arch_step
 
     def _tnas_oracle(self):
         from tfnas.tuner.tnas import TNASOracle
@@ -259,7 +246,7 @@ class OneShotSearch(SupernetSearch):
         scorer = OneShotScorer(net, self.data.validation_batches(cfg.eval_batches),
                                cfg.batch_size, self.strategy)
         rng = np.random.default_rng([cfg.seed, 23])
-        if cfg.algorithm == "tnas" and cfg.tnas_mode == "gradient":
+        if self._gradient_mode:
             final = self.arch.derive()
             return final, {"method": "argmax theta", **scorer(final)}
         if cfg.algorithm == "tnas":
@@ -330,6 +317,42 @@ class OneShotSearch(SupernetSearch):
         from tfnas.tuner.spaces import genotype_from_values
         values = self.decisions.decode(tokens)
         return np.asarray(genotype_from_values(self.cfg.space, values).indices())
+
+
+class ScoredHistory:
+    """The paths TNAS's architecture steps scored and their scores, in fixed-size variables
+    that the checkpoint holds; each path's token row (the VAE's encoding) is computed once.
+    Create it inside `strategy.scope()` when training distributed."""
+
+    def __init__(self, capacity: int, num_layers: int,
+                 encode: Callable[[np.ndarray], np.ndarray], width: int):
+        self.rows = tf.Variable(np.zeros((capacity, num_layers), np.int32), trainable=False,
+                                name="history_rows")
+        self.scores = tf.Variable(np.zeros(capacity, np.float32), trainable=False,
+                                  name="history_scores")
+        self.count = tf.Variable(0, dtype=tf.int64, trainable=False, name="history_count")
+        self._encode, self._width, self._tokens = encode, width, []
+
+    def checkpoint_items(self) -> dict:
+        return {"history_rows": self.rows, "history_scores": self.scores,
+                "history_count": self.count}
+
+    def __len__(self) -> int:
+        return int(self.count.numpy())
+
+    def record(self, indices: np.ndarray, score: float) -> None:
+        n = len(self)
+        self.rows[n].assign(np.asarray(indices, np.int32))
+        self.scores[n].assign(score)
+        self.count.assign(n + 1)
+
+    def tokens(self) -> tuple[np.ndarray, np.ndarray]:
+        """(token rows [n, decisions], scores [n])."""
+        n = len(self)
+        if len(self._tokens) < n:  # new paths, or all of them after a resume
+            self._tokens.extend(self._encode(np.asarray(value(self.rows))[len(self._tokens):n]))
+        return (np.array(self._tokens[:n], np.int64).reshape(n, self._width),
+                np.asarray(value(self.scores))[:n].astype(np.float64))
 
 
 def _decision_space(space: SearchSpace):
