@@ -180,6 +180,39 @@ def _accuracy(model: keras.Model, ds: tf.data.Dataset) -> float:
     return float(metric.result())
 
 
+def _checked_parts(dataset: str, recipe: Recipe, data_dir: str | None, num_classes: int):
+    """The training and test parts and the number of classes, after the checks that would
+    otherwise fail (or train on garbage) only once training has started."""
+    train = load_part(dataset, "train", recipe.image_size, data_dir,
+                      limit=recipe.max_images or None, seed=recipe.seed, count=True)
+    test = load_part(dataset, "test", recipe.image_size, data_dir, count=True)
+    classes = num_classes or require_classes(dataset, train.classes)
+    if num_classes:  # given, not inferred: a label >= it would train on an all-zero target
+        labels = []
+        for part in (train, test):
+            if part.labels is None:
+                with reading(dataset):  # the labels only: no image is decoded
+                    labels += scan_labels(part.records)[1:]
+            else:
+                labels += part.labels
+        check_labels(dataset, labels, classes, num_classes)
+    if train.size < recipe.batch_size:  # every batch is a full one: no step at all
+        raise TfnasError(f"dataset {dataset!r} gives {train.size} training images; training "
+                         f"needs at least --batch_size={recipe.batch_size}")
+    return train, test, classes
+
+
+def _datasets(train, test, classes: int, recipe: Recipe) -> tuple[tf.data.Dataset, ...]:
+    """Batched (train: shuffled, augmented) datasets with one-hot labels."""
+    cache = use_cache(recipe.cache, train.size + test.size, recipe.image_size)  # both fit
+    train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed, cache=cache)
+    if recipe.random_erasing > 0:
+        train_ds = train_ds.map(_augment(recipe), num_parallel_calls=tf.data.AUTOTUNE)
+    test_ds = batched(test, recipe.batch_size, shuffle=False, drop_remainder=False,
+                      cache=cache)
+    return train_ds.map(_one_hot(classes)), test_ds.map(_one_hot(classes))
+
+
 def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
                      data_dir: str | None = None, out: str | None = None,
                      backup_dir: str | None = None, verbose: int | str = "auto",
@@ -189,8 +222,8 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     """Trains the child of `genotype` on the training split; returns (model, test accuracy).
 
     `backup_dir` makes an interrupted run resume (keras BackupAndRestore); `out` receives
-    the final .keras model atomically. `num_classes` 0 infers the classes from the dataset (a TFRecord needs them given).
-    `strategy` (default: the current one; not multi-worker, which Keras 3's `fit` does not
+    the final .keras model atomically. `num_classes` 0 infers the classes from the dataset
+    (a TFRecord needs them given). `strategy` (default: the current one; not multi-worker, which Keras 3's `fit` does not
     run) trains over its replicas, `recipe.batch_size` being the global batch. The returned
     and saved model is a float32 one on the default device, whatever the strategy and mixed
     precision: what `deploy.export` converts (a copy, uncompiled, when another strategy or
@@ -211,34 +244,13 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     if out:
         check_model_out(out)
     keras.utils.set_random_seed(recipe.seed)
-    train = load_part(dataset, "train", recipe.image_size, data_dir,
-                      limit=recipe.max_images or None, seed=recipe.seed, count=True)
-    test = load_part(dataset, "test", recipe.image_size, data_dir, count=True)
-    classes = num_classes or require_classes(dataset, train.classes)
-    if num_classes:  # given, not inferred: a label >= it would train on an all-zero target
-        labels = []
-        for part in (train, test):
-            if part.labels is None:
-                with reading(dataset):  # the labels only: no image is decoded
-                    labels += scan_labels(part.records)[1:]
-            else:
-                labels += part.labels
-        check_labels(dataset, labels, classes, num_classes)
-    if train.size < recipe.batch_size:  # every batch is a full one: no step at all
-        raise TfnasError(f"dataset {dataset!r} gives {train.size} training images; training "
-                         f"needs at least --batch_size={recipe.batch_size}")
+    train, test, classes = _checked_parts(dataset, recipe, data_dir, num_classes)
     if backup_dir:  # only once the data is known good: a failed start leaves no backup
         claim_backup(backup_dir, {"arch": str(genotype), "space": genotype.space,
                                   "dataset": dataset, "classes": classes,
                                   "recipe": {k: v for k, v in vars(recipe).items()
                                              if k != "cache"}})  # cache: how, not what
-    cache = use_cache(recipe.cache, train.size + test.size, recipe.image_size)  # both fit
-    train_ds = batched(train, recipe.batch_size, shuffle=True, seed=recipe.seed, cache=cache)
-    if recipe.random_erasing > 0:
-        train_ds = train_ds.map(_augment(recipe), num_parallel_calls=tf.data.AUTOTUNE)
-    train_ds = train_ds.map(_one_hot(classes))
-    test_ds = batched(test, recipe.batch_size, shuffle=False, drop_remainder=False,
-                      cache=cache).map(_one_hot(classes))
+    train_ds, test_ds = _datasets(train, test, classes, recipe)
     steps = train.size // recipe.batch_size  # >= 1; known: streams' lengths were counted
 
     def build() -> keras.Model:
