@@ -48,7 +48,9 @@ def define_flags() -> None:
                       "--dataset; qat: quantization-aware fine-tune with tfmot, then full int8.")
     flags.DEFINE_string("dataset", "mnist", "Images for calibration, QAT and the check: mnist, "
                         "fashion_mnist, tfds:NAME, folder:PATH, tfrecord:PATTERN, or a .npy file "
-                        "of float images [N, H, W, C] in [0, 1] shaped like the model input.")
+                        "of float images [N, H, W, C] in [0, 1] shaped like the model input. "
+                        "Default for a --model that tfnas.train wrote: the dataset (and "
+                        "--data_dir) it was trained on, from MODEL.metrics.json; else mnist.")
     flags.DEFINE_string("data_dir", None, "Dataset directory, if the dataset needs one.")
     flags.DEFINE_integer("check_images", 200, "Validation images of the Keras-vs-tflite check.")
     flags.DEFINE_float("min_agreement", 0.97, "Least top-1 agreement of a quantized export "
@@ -98,18 +100,37 @@ def load_model(path: str):
         raise TfnasError(f"cannot load Keras model {path}: {first}") from None
 
 
-def trained_labels(model_path: str, num_outputs: int) -> list[str] | None:
-    """The class names tfnas.train recorded beside `model_path` (MODEL.metrics.json), when
-    there is one for each of the model's outputs."""
+def training_record(model_path: str) -> dict:
+    """What tfnas.train recorded beside `model_path` (MODEL.metrics.json); {} when there is no
+    such file or it is unreadable (a model from elsewhere)."""
     path = os.path.splitext(model_path)[0] + ".metrics.json"
     try:
         with open(path, encoding="utf-8") as f:
-            names = json.load(f).get("class_names")
-    except (OSError, ValueError, AttributeError):
-        return None
+            record = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def trained_labels(record: dict, num_outputs: int) -> list[str] | None:
+    """The class names of a training record, when there is one for each model output."""
+    names = record.get("class_names")
     if not isinstance(names, list) or len(names) != num_outputs:
         return None
     return [str(name) for name in names]
+
+
+def check_data(record: dict, model_path: str | None) -> tuple[str, str | None, str | None]:
+    """(dataset, data_dir, note) for calibration, QAT and the check: the flags' when given,
+    else the dataset the model was trained on (its training record), else mnist."""
+    recorded = record.get("dataset")
+    if FLAGS["dataset"].present or not isinstance(recorded, str):
+        note = (f"warning: {model_path} was trained on {recorded}, but --dataset={FLAGS.dataset}"
+                " calibrates and checks it" if isinstance(recorded, str)
+                and recorded != FLAGS.dataset else None)
+        return FLAGS.dataset, FLAGS.data_dir, note
+    data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else record.get("data_dir")
+    return recorded, data_dir, f"data: {recorded}, as {model_path} was trained (its metrics.json)"
 
 
 def build_from_arch(genotype: Genotype, resolution: int | None, width: float,
@@ -233,7 +254,9 @@ def main(argv: list[str]) -> int:
     genotype = read_arch(FLAGS.arch) if FLAGS.arch else None
     if FLAGS.weights:
         check_keras_file(FLAGS.weights, "weights", (".weights.h5", ".keras", ".h5"))
-    if FLAGS.quantize == "qat" and FLAGS.dataset.endswith(".npy"):
+    record = training_record(FLAGS.model) if FLAGS.model else {}
+    dataset, data_dir, note = check_data(record, FLAGS.model)
+    if FLAGS.quantize == "qat" and dataset.endswith(".npy"):
         raise TfnasError("qat fine-tunes on labelled data; a .npy file has no labels")
 
     from tfnas.cli import import_tensorflow
@@ -248,26 +271,27 @@ def main(argv: list[str]) -> int:
     else:
         model = load_model(FLAGS.model)
     input_shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    images, labels = load_images(FLAGS.dataset, "test", input_shape, FLAGS.check_images,
-                                 FLAGS.data_dir)
+    if note:  # with --json, stdout holds the JSON object alone
+        print(note, file=sys.stderr if FLAGS.json else sys.stdout)
+    images, labels = load_images(dataset, "test", input_shape, FLAGS.check_images, data_dir)
     qat_logits = None
     if FLAGS.quantize == "qat":
-        content, qat_logits = convert_qat(model, FLAGS.dataset, FLAGS.data_dir,
-                                          FLAGS.qat_steps, images)
+        content, qat_logits = convert_qat(model, dataset, data_dir, FLAGS.qat_steps, images)
     else:
         calibration = None
         if FLAGS.quantize == "int8":
-            calibration, _ = load_images(FLAGS.dataset, "train", input_shape, 200,
-                                         FLAGS.data_dir)
-        content = to_tflite(model, FLAGS.quantize, calibration)
+            calibration, _ = load_images(dataset, "train", input_shape, 200, data_dir)
+        with cli.quiet_native_stderr():  # the converter's settings dump
+            content = to_tflite(model, FLAGS.quantize, calibration)
     trained = bool(FLAGS.model or FLAGS.weights)
-    info = self_check(model, content, images, labels, FLAGS.quantize, trained,
-                      FLAGS.min_agreement, FLAGS.max_logit_diff, qat_logits)
+    with cli.quiet_native_stderr():  # LiteRT's INFO line about its XNNPACK delegate
+        info = self_check(model, content, images, labels, FLAGS.quantize, trained,
+                          FLAGS.min_agreement, FLAGS.max_logit_diff, qat_logits)
     with atomic_path(FLAGS.out) as tmp:
         with open(tmp, "wb") as f:
             f.write(content)
-    info.update(out=FLAGS.out, size_bytes=len(content))
-    labels = FLAGS.model and trained_labels(FLAGS.model, int(model.outputs[0].shape[-1]))
+    info.update(out=FLAGS.out, size_bytes=len(content), dataset=dataset)
+    labels = trained_labels(record, int(model.outputs[0].shape[-1]))
     if labels:  # one name per line, output i on line i: what TFLite apps read
         info["labels"] = os.path.splitext(FLAGS.out)[0] + ".labels.txt"
         write_text(info["labels"], "\n".join(labels) + "\n")
@@ -277,7 +301,8 @@ def main(argv: list[str]) -> int:
         verdict = "passed" if info["passed"] else "not enforced (untrained net)"
         accuracy = (f", top-1 accuracy {info['tflite_accuracy']:.1%} (float model "
                     f"{info['keras_accuracy']:.1%})" if "keras_accuracy" in info else "")
-        print(f"wrote {FLAGS.out} ({len(content):,} bytes, {FLAGS.quantize}); check on "
+        kind = "fp32" if FLAGS.quantize == "none" else FLAGS.quantize
+        print(f"wrote {FLAGS.out} ({len(content):,} bytes, {kind}); check on "
               f"{len(images)} images: max |logit diff| {info['max_abs_logit_diff']:.2e}, "
               f"top-1 agreement {info['top1_agreement']:.1%}{accuracy}: {verdict}")
         if "labels" in info:

@@ -102,12 +102,27 @@ def plot(rows: list[dict], path: str, threads: int) -> None:
     plt.close(fig)
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = ["| net | MFLOPs | median ms | p90 ms | LUT ms |", "|---|---:|---:|---:|---:|"]
+def setting(threads: int, runs: int, lut: str | None) -> dict:
+    """How every net of the report was built and timed."""
+    return {"resolution": RESOLUTION, "num_classes": CLASSES, "weights": "untrained",
+            "format": "fp32 .tflite", "target": "host (LiteRT, XNNPACK)", "threads": threads,
+            "runs": runs, "lut": lut}
+
+
+def markdown(rows: list[dict], how: dict) -> str:
+    """The report's table, after a line that says how the nets were built and timed."""
+    lut = how["lut"] is not None
+    lines = [f"Every net built at {how['resolution']}x{how['resolution']} with "
+             f"{how['num_classes']} classes and untrained weights, converted to "
+             f"{how['format']} and timed on the {how['target']} with {how['threads']} "
+             f"thread(s), {how['runs']} runs" + (f"; LUT ms: predicted by {how['lut']}"
+                                                  if lut else "") + ".", "",
+             "| net | MFLOPs | median ms | p90 ms |" + (" LUT ms |" if lut else ""),
+             "|---|---:|---:|---:|" + ("---:|" if lut else "")]
     for r in sorted(rows, key=lambda r: r["flops"]):
-        pred = f"{r['predicted_ms']:.2f}" if r["predicted_ms"] is not None else ""
+        pred = f" {r['predicted_ms']:.2f} |" if r["predicted_ms"] is not None else " |"
         lines.append(f"| {r['net']} | {r['flops'] / 1e6:.0f} | {r['median_ms']:.2f} | "
-                     f"{r['p90_ms']:.2f} | {pred} |")
+                     f"{r['p90_ms']:.2f} |" + (pred if lut else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -128,12 +143,14 @@ def main(argv: list[str]) -> int:
 
     import_tensorflow()
     rows = collect(arch_path, FLAGS.samples, FLAGS.seed, FLAGS.threads, FLAGS.runs, FLAGS.lut)
-    png = os.path.join(directory, "latency_vs_flops.png")
-    plot(rows, png, FLAGS.threads)
-    table = markdown(rows)
-    write_text(os.path.join(directory, "latency_report.md"), table)
-    write_json(os.path.join(directory, "latency_report.json"), rows)
-    print(table + f"wrote {png}")
+    how = setting(FLAGS.threads, FLAGS.runs, FLAGS.lut)
+    paths = [os.path.join(directory, name) for name in
+             ("latency_vs_flops.png", "latency_report.md", "latency_report.json")]
+    plot(rows, paths[0], FLAGS.threads)
+    table = markdown(rows, how)
+    write_text(paths[1], table)
+    write_json(paths[2], {"setting": how, "nets": rows})
+    print(table + f"wrote {', '.join(paths)}")
     return 0
 
 

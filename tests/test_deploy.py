@@ -121,6 +121,26 @@ def test_export_writes_the_labels_tfnas_train_recorded(trained, tmp_path):
     assert "labels" not in info and not (tmp_path / "other.labels.txt").exists()
 
 
+def test_export_checks_on_the_data_the_model_was_trained_on(trained, tmp_path):
+    from deploy.data import load_images
+
+    model = tmp_path / "net.keras"
+    shutil.copy(trained, model)
+    images, _ = load_images("mnist", "test", (SIZE, SIZE, 3), 20)
+    own = str(tmp_path / "own.npy")  # a model trained elsewhere than on the default mnist
+    np.save(own, images[::-1])
+    (tmp_path / "net.metrics.json").write_text(json.dumps({"dataset": own}))
+    info = _export(f"--model={model}", f"--out={tmp_path / 'a.tflite'}", "--check_images=20")
+    assert info["dataset"] == own and "keras_accuracy" not in info  # unlabelled: no accuracy
+    # --dataset still decides when given, with a warning that it is not the training data.
+    proc = run_cli("deploy.export", f"--model={model}", f"--out={tmp_path / 'b.tflite'}",
+                   "--check_images=20", "--dataset=mnist", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["dataset"] == "mnist"
+    warning, = [line for line in proc.stderr.splitlines() if line.strip()]  # no INFO dumps
+    assert f"was trained on {own}, but --dataset=mnist" in warning
+
+
 def test_int8_export_of_trained_model_agrees_and_profiles(trained, tmp_path):
     from deploy.convert import interpreter
 
@@ -306,6 +326,23 @@ def test_identical_blocks_share_one_key():
     assert keys[1] != keys[2]  # layer2_1 has stride 2
     assert "input:56x56x24-output:56x56x24-expand:6-kernel:5-stride:1" in keys[2][7]
     assert keys[2][8] is None  # skip
+
+def test_report_table_says_how_the_nets_were_timed():
+    from deploy.report import markdown, setting
+
+    rows = [{"net": "searched", "flops": 390e6, "median_ms": 9.5, "p90_ms": 10.0,
+             "predicted_ms": None},
+            {"net": "MobileNetV2", "flops": 300e6, "median_ms": 8.0, "p90_ms": 8.5,
+             "predicted_ms": None}]
+    table = markdown(rows, setting(threads=1, runs=30, lut=None)).splitlines()
+    assert table[0].startswith("Every net built at 224x224 with 1000 classes and untrained "
+                               "weights, converted to fp32 .tflite") and "1 thread(s)" in table[0]
+    assert table[2] == "| net | MFLOPs | median ms | p90 ms |"  # no empty LUT column
+    assert table[4] == "| MobileNetV2 | 300 | 8.00 | 8.50 |"  # by FLOPs
+    rows[0]["predicted_ms"] = 9.0
+    table = markdown(rows, setting(threads=1, runs=30, lut="lut.json")).splitlines()
+    assert "LUT ms: predicted by lut.json" in table[0] and table[2].endswith(" LUT ms |")
+    assert table[5] == "| searched | 390 | 9.50 | 10.00 | 9.00 |"
 
 
 # ---------------------------------------------------------------------- bad input

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from tfnas.errors import TfnasError
-from tfnas.io import atomic_path, check_output_path
+from tfnas.io import atomic_path, check_output_path, remove_stale_temp_files
 
 
 def test_atomic_path_writes_whole_files_and_makes_parents(tmp_path):
@@ -32,3 +32,26 @@ def test_unwritable_paths_are_refused_and_nothing_is_touched(tmp_path):
             with atomic_path(str(path)):
                 pytest.fail("atomic_path yielded for an unwritable path")
     assert a_file.read_text() == "keep" and os.listdir(a_dir) == []
+
+
+def test_a_resumed_run_removes_the_temp_files_a_kill_left(tmp_path):
+    from tfnas.search.rundir import RunDir
+
+    run = RunDir(str(tmp_path))
+    config = {"flags": {"space": "fbnet"}}
+    assert run.claim(config) is False
+    with pytest.raises(KeyboardInterrupt):  # killed mid-write: here, before the rename
+        with atomic_path(run.file("vital_supernet.weights.h5")) as tmp:
+            open(tmp, "wb").write(b"half a supernet")
+            left = os.path.basename(tmp)
+            os.link(tmp, tmp_path / "kept")  # what a kill -9 would have left
+            raise KeyboardInterrupt
+    os.rename(tmp_path / "kept", tmp_path / left)
+    assert left.startswith(".vital_supernet.") and left.endswith(".tmp.weights.h5")
+    others = [".state.json", "notes.tmp.json", ".arch.tmp.json", ".hidden"]  # not atomic_path's
+    for name in others:
+        (tmp_path / name).write_text("mine")
+    (tmp_path / ".worker1").mkdir()
+    assert run.claim(config) is True  # resuming
+    assert sorted(os.listdir(tmp_path)) == sorted(others + [".worker1", "config.json"])
+    assert remove_stale_temp_files(str(tmp_path), ["state.json"]) == []

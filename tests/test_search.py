@@ -57,6 +57,14 @@ def _tree_digest(path):
     return digest.hexdigest()
 
 
+def _tensorboard_tags(directory: str) -> set[str]:
+    import tensorflow as tf
+
+    return {value.tag for name in os.listdir(directory)
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(directory, name))
+            for value in event.summary.value}
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """One uninterrupted tiny search, shared by the tests that compare against it."""
@@ -86,8 +94,18 @@ def test_search_writes_arch_json_and_artifacts(finished):
     picked = stage1[record["vital_ops"]["layer2_1"]]
     assert re.search(rf"layer2_1 .* yes  stage 1: p {picked:.3f}, rank \d of 3", proc.stdout)
     assert os.path.getsize(os.path.join(model_dir, "arch_probs.png")) > 5000
-    events = os.listdir(os.path.join(model_dir, "tensorboard"))
-    assert any(name.startswith("events.out.tfevents") for name in events)
+    tags = _tensorboard_tags(os.path.join(model_dir, "tensorboard"))
+    names = [layer.name for layer in space.layers]
+    assert {"vital/weights_loss", "vital/arch_loss", "nonvital/weights_loss",
+            "nonvital/arch_loss", "nonvital/resource_penalty"} <= tags, tags
+    assert any("tau" in t for t in tags) and any("over_target" in t for t in tags), tags
+    # Op histograms of the searched layers only: stage 1 pins every non-vital layer to skip,
+    # stage 2 the vital one to its choice.
+    histograms = {t for t in tags if "/op_probability/" in t}
+    searched = [n for n, vital, legal in zip(names, space.vital_mask(), space.legal_mask())
+                if not vital and legal.sum() > 1]
+    assert histograms == {"vital/op_probability/layer2_1",
+                          *(f"nonvital/op_probability/{n}" for n in searched)}, histograms
     assert "stage vital [" in proc.stdout and "stage nonvital [" in proc.stdout
     assert "searched architecture (tiny_test)" in proc.stdout
     with open(os.path.join(model_dir, "config.json")) as f:
@@ -291,20 +309,40 @@ def test_result_comes_from_a_proposal_that_meets_the_targets():
     assert all(result[k] == v for k, v in fixed.items())
 
 
-def test_untrained_stage_one_is_a_warning():
-    from tfnas.search.hournas import untrained_vital_warning
-    warning = untrained_vital_warning(2.31, 10)
-    assert "did not learn" in warning and "2.31" in warning and "--fix" in warning
-    assert "--vital_sampler=gumbel_softmax" in warning
-    assert "--vital_sampler" not in untrained_vital_warning(2.31, 10, "gumbel_softmax")
-    assert untrained_vital_warning(0.9, 10) is None
-    assert untrained_vital_warning(1.0, 2) is not None  # ln 2 = 0.69
+def test_a_stage_that_did_not_learn_is_a_warning():
+    from tfnas.search.diagnostics import untrained_warning
+    warning = untrained_warning("vital", 2.31, 10)
+    assert "stage 1's supernet did not learn" in warning and "2.31" in warning
+    assert "--fix" in warning and "--vital_sampler=gumbel_softmax" in warning
+    assert "--vital_sampler" not in untrained_warning("vital", 2.31, 10, "gumbel_softmax")
+    assert untrained_warning("vital", 0.9, 10) is None
+    assert untrained_warning("vital", 1.0, 2) is not None  # ln 2 = 0.69
+    # Stage 2 too: a shortened run's stage 2 ended at 3.70 (chance 2.30), its ops noise.
+    warning = untrained_warning("nonvital", 3.70, 10)
+    assert "stage 2's supernet did not learn" in warning and "--nonvital_epochs" in warning
+    assert untrained_warning("nonvital", 1.43, 10) is None
+
+
+def test_flat_perturbation_scores_are_a_warning():
+    import numpy as np
+
+    from tfnas.search.diagnostics import flat_scores_warning
+    # A 1-epoch stage 1 on mnasnet: 5 of 6 layers scored 2.3091-2.3094 (chance 2.3026).
+    flat = np.full((6, 13), np.nan)
+    flat[:, :12] = 2.3091 + np.linspace(0, 3e-4, 12)
+    flat[0, :12] = np.linspace(1.9, 2.4, 12)
+    warning = flat_scores_warning(flat, np.log(10))
+    assert "flat: in 5 of 6 vital layers" in warning and "2.309" in warning
+    # The flagfiles' 3-epoch stage 1: 0.58-1.05 in every layer.
+    clear = np.tile(np.linspace(0.58, 1.05, 12), (6, 1))
+    assert flat_scores_warning(clear, np.log(10)) is None
+    assert flat_scores_warning(np.full((2, 3), np.nan), np.log(10)) is None
 
 
 def test_near_uniform_vital_probabilities_get_a_note():
     import numpy as np
 
-    from tfnas.search.hournas import undecided_vital_note
+    from tfnas.search.diagnostics import undecided_vital_note
     # The main command's stage 1 (efficientnet, 6 ops): 0.160-0.173 against 0.167.
     flat = np.array([[0.17, 0.16, 0.17, 0.16, 0.17, 0.17, 0.0]] * 7)
     assert "stayed near uniform" in undecided_vital_note(flat)
@@ -926,3 +964,20 @@ def test_grappler_auto_is_off_without_a_gpu_and_modes_switch_it():
             configure_grappler("fast")
     finally:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
+
+
+def test_progress_eta_leaves_out_the_traced_first_step(monkeypatch):
+    import io
+
+    from tfnas import progress
+
+    # The first step traces for 100 s, then each takes 1 s: the eta of the 90 left is 90 s
+    # (counting the trace, it said 981 s, as the audit of stage 2 saw: "eta 785s" for 110 s).
+    times = iter([0.0, 100.0] + [100.0 + k for k in range(1, 10)])
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(times))
+    out = io.StringIO()
+    bar = progress.Progress("stage nonvital", 100, stream=out)
+    for step in range(1, 11):
+        bar.update(step, w_loss=1.5)
+    assert out.getvalue().splitlines() == [
+        "stage nonvital [==>                     ] 10/100  w_loss 1.5  1.0 it/s  eta 90s"]

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 
 def check_output_path(path: str, what: str = "output") -> None:
@@ -46,13 +46,10 @@ def atomic_path(path: str) -> Iterator[str]:
 
     _nearest_directory(path, "output")  # its own temp file below is the writability test
     directory = os.path.dirname(os.path.abspath(path))
-    name = os.path.basename(path)
-    # Keras saves weights only to names ending in .weights.h5: keep that whole suffix.
-    ext = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
-    base = name[:len(name) - len(ext)]
+    prefix, suffix = _temp_affixes(os.path.basename(path))
     try:  # a read-only or special directory (/proc)
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     except OSError as e:
         raise TfnasError(f"cannot write {path}: {e.strerror or e}") from None
     os.close(fd)
@@ -65,6 +62,28 @@ def atomic_path(path: str) -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _temp_affixes(name: str) -> tuple[str, str]:
+    """The prefix and suffix of `atomic_path`'s temp files for `name`: .BASE.XXXX.tmp.EXT"""
+    # Keras saves weights only to names ending in .weights.h5: keep that whole suffix.
+    ext = ".weights.h5" if name.endswith(".weights.h5") else os.path.splitext(name)[1]
+    return f".{name[:len(name) - len(ext)]}.", f".tmp{ext}"
+
+
+def remove_stale_temp_files(directory: str, names: Iterable[str]) -> list[str]:
+    """Removes the temp files that `atomic_path` left in `directory` for `names` when its
+    process was killed mid-write (never call it while another process writes there);
+    returns the removed paths."""
+    affixes = [_temp_affixes(name) for name in names]
+    removed = []
+    for entry in os.listdir(directory):
+        path = os.path.join(directory, entry)
+        if any(entry.startswith(p) and entry.endswith(s) and len(entry) > len(p) + len(s)
+               for p, s in affixes) and os.path.isfile(path):
+            os.remove(path)
+            removed.append(path)
+    return removed
 
 
 def read_json(path: str, what: str = "") -> Any:

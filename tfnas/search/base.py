@@ -224,7 +224,10 @@ class SupernetSearch:
             except (tf.errors.OpError, AssertionError, ValueError) as e:
                 raise TfnasError(f"checkpoint {manager.latest_checkpoint} does not fit this "
                                  f"search ({type(e).__name__}); use another --model_dir") from None
-            self.log(f"resuming stage {plan.name} at step {int(step_var.numpy())}/{plan.total}")
+            at = int(step_var.numpy())
+            self.log(f"resuming stage {plan.name} at step {at}/{plan.total}"
+                     + (" (its training is done; the work after it runs again)"
+                        if at == plan.total else ""))
         elif warm_start is not None:
             warm_start()
         progress = Progress(f"stage {plan.name}", plan.total, start=int(step_var.numpy()))
@@ -302,12 +305,18 @@ class SupernetSearch:
 
     def probability_histograms(self, stage: str, probs: np.ndarray, names: list[str],
                                step: int) -> None:
-        """TensorBoard histograms of the op probabilities of each layer."""
+        """TensorBoard histograms of each searched layer's op distribution at the end of a
+        stage: op indices (of the space's alphabet) weighted by their probability. Layers
+        with one possible op (pinned) are left out."""
         with self.writer.as_default(step=step):
             for i, name in enumerate(names):
+                if np.count_nonzero(probs[i] > 0) <= 1:
+                    continue
                 tf.summary.histogram(f"{stage}/op_probability/{name}",
                                      np.repeat(np.arange(probs.shape[1]),
-                                               np.round(probs[i] * 1000).astype(int)))
+                                               np.round(probs[i] * 1000).astype(int)),
+                                     description="op index (the space's alphabet) weighted "
+                                                 "by its probability, at the stage's end")
         self.writer.flush()
 
 

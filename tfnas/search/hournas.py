@@ -34,6 +34,8 @@ from tfnas.proposals.selector import Proposals
 from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, SupernetSearch, value,
                                worker_dir)
 from tfnas.search.data import SearchData
+from tfnas.search.diagnostics import (flat_scores_warning, undecided_vital_note,
+                                      untrained_warning)
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
 from tfnas.search.vital_choice import TOLERANCE, feasible_vital_choice, largest_miss
@@ -340,24 +342,35 @@ class HourNAS(SupernetSearch):
             self.log("warning: no architecture drawn from the proposals met every target "
                      f"within {TOLERANCE:.0%}, so the result is the draw nearest them, off by "
                      + ", ".join(f"{k} {d:+.1%}" for k, d in missed.items()))
-        vital_loss = self.state.get("weight_loss", {}).get("vital")
-        if vital_loss is not None:
-            extra["vital_weight_loss"] = vital_loss
-            extra["chance_loss"] = round(math.log(data.num_classes), 5)
-            warning = untrained_vital_warning(vital_loss, data.num_classes,
-                                              self.cfg.vital_sampler)
-            if warning:
-                self.log(warning)
-            elif self.cfg.vital_selection == "probability" and "vital_probabilities" in self.state:
-                probs_vital = np.array(self.state["vital_probabilities"])
-                note = undecided_vital_note(probs_vital[self._searched_vital_layers()])
-                if note:
-                    self.log(note)
+        extra.update(self._diagnose(data.num_classes))
         return self.write_result(
             self.cfg, genotype, self.tables, data.num_classes, probs,
             f"HourNAS on {space.name}: final op probabilities, vital rows (*) stage 1's; "
             "red: chosen", extra)
 
+
+    def _diagnose(self, num_classes: int) -> dict[str, float]:
+        """Logs what makes the result doubtful (a stage that learned nothing, vital picks on
+        flat evidence); returns the weight losses it judged, for arch.json."""
+        cfg, losses = self.cfg, self.state.get("weight_loss", {})
+        chance = math.log(num_classes)
+        record = {f"{stage}_weight_loss": loss for stage, loss in losses.items()}
+        if losses:
+            record["chance_loss"] = round(chance, 5)
+        layers = self._searched_vital_layers()
+        notes = [untrained_warning(stage, loss, num_classes, cfg.vital_sampler)
+                 for stage, loss in losses.items()]
+        if not untrained_warning("vital", losses.get("vital"), num_classes):
+            # stage 1 learned (or did not run): is its choice also clear?
+            if "vital_losses" in self.state:
+                scores = np.array(self.state["vital_losses"], dtype=float)[layers]
+                notes.append(flat_scores_warning(scores, chance))
+            elif cfg.vital_selection == "probability" and "vital_probabilities" in self.state:
+                notes.append(undecided_vital_note(
+                    np.array(self.state["vital_probabilities"])[layers]))
+        for note in filter(None, notes):
+            self.log(note)
+        return record
 
 def _per_vital_op(space, values: np.ndarray, keep: np.ndarray | None = None) -> dict:
     """{vital layer: {op: value}} over the legal (and `keep`) ops, for arch.json."""
@@ -365,37 +378,6 @@ def _per_vital_op(space, values: np.ndarray, keep: np.ndarray | None = None) -> 
     return {space.layers[i].name: {space.ops[o]: round(float(values[i, o]), 4)
                                    for o in np.flatnonzero(keep[i])}
             for i in np.flatnonzero(space.vital_mask()) if keep[i].any()}
-
-
-def untrained_vital_warning(loss: float, num_classes: int,
-                            vital_sampler: str = "gumbel_max") -> str | None:
-    """A warning when stage 1's weight loss (the moving average at its end) stayed near
-    chance, ln(classes): its supernet learned nothing and the vital ops are noise."""
-    chance = math.log(num_classes)
-    if loss < 0.9 * chance:
-        return None
-    remedies = "more --vital_epochs, or pin vital ops with --fix"
-    if vital_sampler == "gumbel_max":
-        remedies = "--vital_sampler=gumbel_softmax, " + remedies
-    return (f"warning: stage 1's supernet did not learn (its weight loss ended at {loss:.2f}; "
-            f"chance for {num_classes} classes is {chance:.2f}), so the vital ops it chose are "
-            f"no better than random picks; try {remedies} (README, Search)")
-
-
-def undecided_vital_note(probs: np.ndarray) -> str | None:
-    """A note when stage 1's θ stayed near uniform in every vital layer (`probs` [layers, ops],
-    0 for illegal ops): no op reached twice its layer's uniform probability (or halfway from
-    it to 1, for layers of two ops), so the picks, though the most likely, rest on little
-    evidence."""
-    if not len(probs):
-        return None
-    uniform = 1.0 / np.maximum((probs > 0).sum(axis=1), 1)
-    if np.any(probs.max(axis=1) >= np.minimum(2 * uniform, (1 + uniform) / 2)):
-        return None
-    return (f"note: stage 1's op probabilities stayed near uniform (at most "
-            f"{probs.max():.3f}; uniform {uniform.max():.3f}), so its vital picks rest on little "
-            "evidence; more --vital_epochs or --vital_selection=perturbation give a clearer "
-            "signal (README, Search)")
 
 
 def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,

@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from tfnas.errors import TfnasError
-from tfnas.io import check_output_path, read_json, write_json
+from tfnas.io import check_output_path, read_json, remove_stale_temp_files, write_json
 
 # Flags that change how a run is executed, not what it computes: they may differ on resume
 # (shared_trace: the same draws and updates either way, tests/test_engine.py).
@@ -103,4 +103,6 @@ class RunDir:
                               for k in differing[:4])
             raise TfnasError(f"{self.path} holds a search with other settings: {shown}; rerun "
                              "with the same flags to resume, or use another --model_dir")
+        # A kill mid-write leaves atomic_path's temp file (a supernet's is megabytes).
+        remove_stale_temp_files(self.path, OUTPUTS)
         return True

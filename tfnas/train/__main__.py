@@ -95,15 +95,21 @@ def main(argv: list[str]) -> int:
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
-    _, accuracy = train_standalone(genotype, FLAGS.dataset, recipe, FLAGS.data_dir, out=out,
+    model, accuracy = train_standalone(genotype, FLAGS.dataset, recipe, FLAGS.data_dir, out=out,
                                    backup_dir=out + ".backup", num_classes=FLAGS.num_classes,
                                    strategy=strategy)
     write_json(metrics,
                {"arch": str(genotype), "space": genotype.space, "dataset": FLAGS.dataset,
+                "data_dir": FLAGS.data_dir,
                 # output i's meaning, for an app (None for TFRecords: only their labels exist)
                 "class_names": class_names(FLAGS.dataset, FLAGS.data_dir),
-                "test_accuracy": accuracy, "recipe": vars(recipe),
+                "test_accuracy": round(accuracy, 6), "recipe": vars(recipe),
                 "replicas": strategy.num_replicas_in_sync, "deterministic": FLAGS.deterministic})
+    classes = int(model.outputs[0].shape[-1])
+    if accuracy < 1.5 / classes:
+        print(f"warning: test accuracy {accuracy:.1%} is about chance ({1 / classes:.1%} for "
+              f"{classes} classes): the net learned next to nothing; train it longer "
+              "(--epochs) or on more images (--max_images)")
     print(json.dumps({"model": out, "test_accuracy": round(accuracy, 4)}))
     return 0
 
