@@ -124,13 +124,27 @@ def check_data(record: dict, model_path: str | None) -> tuple[str, str | None, s
     """(dataset, data_dir, note) for calibration, QAT and the check: the flags' when given,
     else the dataset the model was trained on (its training record), else mnist."""
     recorded = record.get("dataset")
-    if FLAGS["dataset"].present or not isinstance(recorded, str):
-        note = (f"warning: {model_path} was trained on {recorded}, but --dataset={FLAGS.dataset}"
-                " calibrates and checks it" if isinstance(recorded, str)
-                and recorded != FLAGS.dataset else None)
-        return FLAGS.dataset, FLAGS.data_dir, note
+    if not isinstance(recorded, str):
+        return FLAGS.dataset, FLAGS.data_dir, None
     data_dir = FLAGS.data_dir if FLAGS["data_dir"].present else record.get("data_dir")
-    return recorded, data_dir, f"data: {recorded}, as {model_path} was trained (its metrics.json)"
+    if not FLAGS["dataset"].present:
+        return recorded, data_dir, (f"data: {recorded}, as {model_path} was trained "
+                                    "(its metrics.json)")
+    if _same_dataset(FLAGS.dataset, recorded):  # the recorded data_dir still applies
+        return FLAGS.dataset, data_dir, None
+    return FLAGS.dataset, FLAGS.data_dir, (f"warning: {model_path} was trained on {recorded}, "
+                                           f"but --dataset={FLAGS.dataset} calibrates and "
+                                           "checks it")
+
+
+def _same_dataset(given: str, recorded: str) -> bool:
+    cli.import_tensorflow()  # quietly, before tfnas.data imports it
+    from tfnas.data.pipeline import absolute_dataset
+
+    try:
+        return absolute_dataset(given) == recorded or given == recorded
+    except TfnasError:  # an .npy, or a name the pipeline will refuse with its own line
+        return given == recorded
 
 
 def build_from_arch(genotype: Genotype, resolution: int | None, width: float,

@@ -274,6 +274,16 @@ def test_bad_datasets_say_what_is_wrong(name, fragment):
         load_split(name, "train", 32)
 
 
+def test_recorded_dataset_names_the_same_files_from_anywhere(tmp_path, monkeypatch):
+    from tfnas.data.pipeline import absolute_dataset
+
+    monkeypatch.chdir(tmp_path)
+    assert absolute_dataset("folder:pets") == f"folder:{tmp_path / 'pets'}"
+    assert absolute_dataset("tfrecord:r/{split}-*") == f"tfrecord:{tmp_path}/r/{{split}}-*"
+    assert absolute_dataset("tfds:cifar10") == "tfds:cifar10"
+    assert absolute_dataset("mnist") == "mnist"
+
+
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path):
     with pytest.raises(TfnasError, match="apt-get install dataset-fashion-mnist"):
         load_split("fashion_mnist", "train", 28, data_dir=str(tmp_path))

@@ -139,6 +139,15 @@ def test_export_checks_on_the_data_the_model_was_trained_on(trained, tmp_path):
     assert json.loads(proc.stdout)["dataset"] == "mnist"
     warning, = [line for line in proc.stderr.splitlines() if line.strip()]  # no INFO dumps
     assert f"was trained on {own}, but --dataset=mnist" in warning
+    # The training's dataset named again keeps the recorded data_dir (here one that is empty).
+    empty = tmp_path / "no_idx_files"
+    empty.mkdir()
+    (tmp_path / "net.metrics.json").write_text(json.dumps({"dataset": "fashion_mnist",
+                                                           "data_dir": str(empty)}))
+    proc = run_cli("deploy.export", f"--model={model}", f"--out={tmp_path / 'c.tflite'}",
+                   "--dataset=fashion_mnist")
+    assert_one_line_error(proc, str(empty))
+    assert not (tmp_path / "c.tflite").exists()
 
 
 def test_int8_export_of_trained_model_agrees_and_profiles(trained, tmp_path):

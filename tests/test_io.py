@@ -1,8 +1,11 @@
 """Atomic output files: an unwritable path is one clear error before anything is written."""
 
 import os
+import subprocess
+import sys
 
 import pytest
+from conftest import ROOT
 
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, check_output_path, remove_stale_temp_files
@@ -55,3 +58,26 @@ def test_a_resumed_run_removes_the_temp_files_a_kill_left(tmp_path):
     assert run.claim(config) is True  # resuming
     assert sorted(os.listdir(tmp_path)) == sorted(others + [".worker1", "config.json"])
     assert remove_stale_temp_files(str(tmp_path), ["state.json"]) == []
+
+
+def test_quiet_native_stderr_holds_back_native_output_unless_something_breaks():
+    script = """
+import os
+from tfnas.cli import quiet_native_stderr
+from tfnas.errors import TfnasError
+with quiet_native_stderr():
+    os.write(2, b"INFO dump\\n")
+for error in (TfnasError("one line"), RuntimeError("boom")):
+    try:
+        with quiet_native_stderr():
+            os.write(2, f"native, before {type(error).__name__}\\n".encode())
+            raise error
+    except type(error):
+        pass
+os.write(2, b"stderr is back\\n")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 0, proc.stderr
+    # An unexpected failure shows what native code said; a user error stays one line.
+    assert proc.stderr.splitlines() == ["native, before RuntimeError", "stderr is back"]

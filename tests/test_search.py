@@ -110,10 +110,11 @@ def test_search_writes_arch_json_and_artifacts(finished):
     assert "searched architecture (tiny_test)" in proc.stdout
     with open(os.path.join(model_dir, "config.json")) as f:
         assert json.load(f)["flags"]["space"] == "tiny_test"
-    # Stage 1's end loss against chance, and the warning exactly when it stayed near chance.
+    # Each stage's end loss against chance, and its warning exactly when it stayed near chance.
     assert record["chance_loss"] == pytest.approx(math.log(10), abs=1e-4)
-    untrained = record["vital_weight_loss"] >= 0.9 * record["chance_loss"]
-    assert ("stage 1's supernet did not learn" in proc.stdout) == untrained
+    for stage, name in (("vital", "stage 1"), ("nonvital", "stage 2")):
+        untrained = record[f"{stage}_weight_loss"] >= 0.9 * record["chance_loss"]
+        assert (f"{name}'s supernet did not learn" in proc.stdout) == untrained, stage
 
 
 def test_perturbation_selection_fixes_the_vital_op_that_scores_best(tmp_path):
@@ -321,6 +322,10 @@ def test_a_stage_that_did_not_learn_is_a_warning():
     warning = untrained_warning("nonvital", 3.70, 10)
     assert "stage 2's supernet did not learn" in warning and "--nonvital_epochs" in warning
     assert untrained_warning("nonvital", 1.43, 10) is None
+    # A one-stage search has no stage 2: its one stage runs both epoch counts.
+    warning = untrained_warning("nonvital", 3.70, 10, two_stage=False)
+    assert "the one-stage search's supernet did not learn" in warning
+    assert "stage 2" not in warning and "--vital_epochs or --nonvital_epochs" in warning
 
 
 def test_flat_perturbation_scores_are_a_warning():
@@ -553,6 +558,10 @@ def test_two_workers_on_localhost_agree(tmp_path):
     file holds 24 images and the other 136, and the epochs use every full batch. Stage 1 runs
     as the flagfiles run it, its vital ops scored in merged batches split over the workers."""
     pattern = _digit_tfrecords(str(tmp_path), [24, 136])
+    # What a kill mid-write leaves in a worker's own directory; that worker removes it.
+    stale = tmp_path / "mw" / ".worker1" / ".vital_supernet.abc123.tmp.weights.h5"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\0" * 1000)
     chief, worker = run_two_workers(str(tmp_path / "mw"), [
         *TINY, f"--dataset=tfrecord:{pattern}", "--num_classes=10", "--cache=none",
         "--batch_size=16", "--steps_per_epoch=0", "--checkpoint_every=4",
@@ -562,6 +571,7 @@ def test_two_workers_on_localhost_agree(tmp_path):
     # Stage 2 warm-starts on each worker from its own copy of stage 1's weights, never from a
     # file another process may still be writing.
     assert os.path.exists(tmp_path / "mw" / ".worker1" / "vital_supernet.weights.h5")
+    assert not stale.exists()
 
 
 def test_help_lists_every_search_flag_and_exits_0():

@@ -17,7 +17,8 @@ from records import write_records
 from tfnas.data import load_split
 from tfnas.errors import TfnasError
 from tfnas.space.genotype import parse_genotype
-from tfnas.train.recipe import Recipe, _compile, check_model_out, train_standalone
+from tfnas.train.recipe import (Recipe, _compile, check_model_out, near_chance,
+                                train_standalone)
 
 TINY = parse_genotype("tiny_test", "k3e3,k3e3,k3e3")
 QUICK = Recipe(epochs=1, batch_size=4, image_size=16, random_erasing=0, ema=False)
@@ -46,6 +47,13 @@ def test_retrain_saves_a_model_that_learned(tmp_path):
     assert metrics["recipe"]["label_smoothing"] == 0.1 and metrics["space"] == "fbnet"
     assert metrics["class_names"] == [str(digit) for digit in range(10)]  # output i means i
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no temp files left
+    assert "learned next to nothing" not in proc.stdout
+
+
+def test_near_chance_is_a_little_above_chance_for_any_class_count():
+    assert near_chance(10) == pytest.approx(0.15)  # 1.5 x chance
+    assert near_chance(2) == pytest.approx(0.55)  # not 0.75: a 70% net learned something
+    assert 0.001 < near_chance(1000) < 0.002
 
 
 def test_same_seed_retrains_the_same_model(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 from typing import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before any TensorFlow import
@@ -48,17 +49,29 @@ def import_tensorflow():
 
 @contextlib.contextmanager
 def quiet_native_stderr():
-    """Sends what C++ code writes to file descriptor 2 (TensorFlow's, LiteRT's INFO lines) to
-    /dev/null for the duration; Python exceptions still carry their messages."""
+    """Holds back what is written to file descriptor 2 for the duration (TensorFlow's and
+    LiteRT's INFO lines from C++). If the block fails unexpectedly, the held output is
+    written out before the exception goes on, since it may tell why; a TfnasError stays one
+    line."""
     sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except TfnasError:
+            raise
+        except Exception:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.buffer.write(held.read())
+            sys.stderr.flush()
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _program_name() -> str:

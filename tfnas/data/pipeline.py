@@ -30,6 +30,13 @@ def _parse(name: str) -> tuple[str, str]:
                      "folder:PATH or tfrecord:PATTERN")
 
 
+def absolute_dataset(name: str) -> str:
+    """`name` with a folder: or tfrecord: path made absolute, so that a record of it (a trained
+    model's metrics.json) still names the same files from another working directory."""
+    kind, arg = _parse(name)
+    return f"{kind}:{os.path.abspath(arg)}" if kind in ("folder", "tfrecord") else name
+
+
 @dataclasses.dataclass(frozen=True)
 class Part:
     """One part of a dataset: cheap records (images in memory, file paths or encoded images,

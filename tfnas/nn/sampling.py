@@ -41,11 +41,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfnas.nn.schedule import TAU_DECAY, TAU_START
+
 MODES = ("gumbel_max", "gumbel_softmax", "softmax", "uniform", "fixed")
 ESTIMATORS = ("reinforce", "straight_through")
 SINGLE_PATH_MODES = ("gumbel_max", "uniform", "fixed")
-TAU_START = 5.0
-TAU_DECAY = 0.9999
 MASKED_LOGIT = -1e9  # logit of a disallowed op (finite, so gradients stay finite)
 
 

@@ -1,7 +1,7 @@
 """Paper defaults of the proposal optimization (TensorFlow-free, so CLIs can show them)."""
 
-TAU_START = 5.0  # HourNAS's temperature schedule: 5.0, multiplied by 0.9999 every iteration
-TAU_DECAY = 0.9999
+from tfnas.nn.schedule import TAU_DECAY, TAU_START  # τ: 5.0, times 0.9999 every iteration
+
 ITERATIONS = 1000  # I_sp
 NUM_PROPOSALS = 8  # m
 BETA = 1e-2  # weight of the orthogonality term

@@ -27,12 +27,12 @@ import tensorflow as tf
 from tfnas import engine
 from tfnas.engine.checkpoint import all_finite
 from tfnas.errors import TfnasError
-from tfnas.io import read_json, write_json
+from tfnas.io import read_json, remove_stale_temp_files, write_json
 from tfnas.cost.tables import CostTables
 from tfnas.search import report
 from tfnas.search.data import SearchData
 from tfnas.progress import Progress
-from tfnas.search.rundir import RunDir
+from tfnas.search.rundir import OUTPUTS, RunDir
 from tfnas.space.base import SearchSpace
 from tfnas.space.genotype import Genotype
 
@@ -166,6 +166,9 @@ class SupernetSearch:
         self.state = self._load_state()
         self.writer = tf.summary.create_file_writer(
             rundir.tensorboard_dir if chief else worker_dir(rundir, "tensorboard"))
+        own = os.path.dirname(worker_dir(rundir, "result"))
+        if not chief and os.path.isdir(own):  # only this worker writes there
+            remove_stale_temp_files(own, OUTPUTS)  # what a kill left (the chief's: claim)
 
     def _load_state(self) -> dict[str, Any]:
         if not os.path.exists(self.state_path):

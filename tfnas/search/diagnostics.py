@@ -12,9 +12,10 @@ _WHAT = {"vital": ("stage 1", "the vital ops it chose"),
 
 
 def untrained_warning(stage: str, loss: float | None, num_classes: int,
-                      vital_sampler: str = "gumbel_max") -> str | None:
+                      vital_sampler: str = "gumbel_max", two_stage: bool = True) -> str | None:
     """A warning when a stage's weight loss (the moving average at its end) stayed near
-    chance, ln(classes): its supernet learned nothing and what it chose is noise."""
+    chance, ln(classes): its supernet learned nothing and what it chose is noise. A one-stage
+    search (`two_stage=False`) runs all its epochs as the "nonvital" stage."""
     chance = math.log(num_classes)
     if loss is None or loss < 0.9 * chance:
         return None
@@ -23,8 +24,11 @@ def untrained_warning(stage: str, loss: float | None, num_classes: int,
         remedies = "more --vital_epochs, or pin vital ops with --fix"
         if vital_sampler == "gumbel_max":
             remedies = "--vital_sampler=gumbel_softmax, " + remedies
-    else:
+    elif two_stage:
         remedies = "more --nonvital_epochs or a lower --weight_lr"
+    else:
+        name = "the one-stage search"
+        remedies = "more --vital_epochs or --nonvital_epochs (it runs both) or a lower --weight_lr"
     return (f"warning: {name}'s supernet did not learn (its weight loss ended at {loss:.2f}; "
             f"chance for {num_classes} classes is {chance:.2f}), so {what} are no better than "
             f"random picks; try {remedies} (README, Search)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from absl import flags
 
 from tfnas.distribute import STRATEGIES
+from tfnas.nn.schedule import TAU_DECAY, TAU_START
 from tfnas.proposals.flags import define_target_flags
 from tfnas.space import list_spaces
 
@@ -134,8 +135,8 @@ def define_flags() -> None:
                   "traces the steps apart, which can pay off in long searches at large "
                   "proxies.")
     # HourNAS hyper-parameters.
-    d.DEFINE_float("tau", 5.0, "Initial Gumbel temperature.")
-    d.DEFINE_float("tau_decay", 0.9999, "Temperature multiplier per iteration.")
+    d.DEFINE_float("tau", TAU_START, "Initial Gumbel temperature.")
+    d.DEFINE_float("tau_decay", TAU_DECAY, "Temperature multiplier per iteration.")
     d.DEFINE_float("alpha", 5.0, "Slope of the resource term in stage 2's architecture loss: "
                    "alpha x the proposals' loss (eq. 7: expected |R - T| / M per "
                    "proposal plus beta x orthogonality), exact from softmax(Theta / tau).")

@@ -26,6 +26,7 @@ from tfnas.engine.scoring import perturbation_losses
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, write_text
 from tfnas.nn.sampling import ArchParams, LossAverage
+from tfnas.nn.schedule import TAU_DECAY, TAU_START
 from tfnas.nn.supernet import SuperNet
 from tfnas.progress import Progress
 from tfnas.proposals.budget import make_budget
@@ -60,8 +61,8 @@ class SearchConfig(CommonConfig):
     selection_batches: int = 32
     arch_gradient: str = "reinforce"
     shared_trace: bool = True
-    tau: float = 5.0
-    tau_decay: float = 0.9999
+    tau: float = TAU_START
+    tau_decay: float = TAU_DECAY
     alpha: float = 5.0
     beta: float = 1e-2
     num_proposals: int = 8
@@ -358,7 +359,7 @@ class HourNAS(SupernetSearch):
         if losses:
             record["chance_loss"] = round(chance, 5)
         layers = self._searched_vital_layers()
-        notes = [untrained_warning(stage, loss, num_classes, cfg.vital_sampler)
+        notes = [untrained_warning(stage, loss, num_classes, cfg.vital_sampler, cfg.two_stage)
                  for stage, loss in losses.items()]
         if not untrained_warning("vital", losses.get("vital"), num_classes):
             # stage 1 learned (or did not run): is its choice also clear?

@@ -43,7 +43,8 @@ from tfnas.engine.checkpoint import search_checkpoint
 from tfnas.engine.scoring import OneShotScorer
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path
-from tfnas.nn.sampling import TAU_DECAY, TAU_START, ArchParams, LossAverage
+from tfnas.nn.sampling import ArchParams, LossAverage
+from tfnas.nn.schedule import TAU_DECAY, TAU_START
 from tfnas.nn.supernets import make_supernet
 from tfnas.samplers import selection
 from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, Step, SupernetSearch,

@@ -16,12 +16,13 @@ from tfnas import cli
 tf = cli.import_tensorflow()  # before anything else imports it: no start-up chatter on stderr
 
 from tfnas.data import class_names  # noqa: E402
+from tfnas.data.pipeline import absolute_dataset  # noqa: E402
 from tfnas.distribute import STRATEGIES, make_strategy  # noqa: E402
 from tfnas.errors import TfnasError  # noqa: E402
 from tfnas.io import check_output_path, write_json  # noqa: E402
 from tfnas.space.genotype import load_genotype  # noqa: E402
 from tfnas.train.recipe import (MULTI_WORKER_FIT, PRECISIONS, Recipe,  # noqa: E402
-                                train_standalone)
+                                near_chance, train_standalone)
 
 FLAGS = flags.FLAGS
 _D = Recipe()
@@ -99,14 +100,16 @@ def main(argv: list[str]) -> int:
                                    backup_dir=out + ".backup", num_classes=FLAGS.num_classes,
                                    strategy=strategy)
     write_json(metrics,
-               {"arch": str(genotype), "space": genotype.space, "dataset": FLAGS.dataset,
-                "data_dir": FLAGS.data_dir,
+               # paths made absolute: deploy.export reads the data back from anywhere
+               {"arch": str(genotype), "space": genotype.space,
+                "dataset": absolute_dataset(FLAGS.dataset),
+                "data_dir": FLAGS.data_dir and os.path.abspath(FLAGS.data_dir),
                 # output i's meaning, for an app (None for TFRecords: only their labels exist)
                 "class_names": class_names(FLAGS.dataset, FLAGS.data_dir),
                 "test_accuracy": round(accuracy, 6), "recipe": vars(recipe),
                 "replicas": strategy.num_replicas_in_sync, "deterministic": FLAGS.deterministic})
     classes = int(model.outputs[0].shape[-1])
-    if accuracy < 1.5 / classes:
+    if accuracy < near_chance(classes):
         print(f"warning: test accuracy {accuracy:.1%} is about chance ({1 / classes:.1%} for "
               f"{classes} classes): the net learned next to nothing; train it longer "
               "(--epochs) or on more images (--max_images)")

@@ -284,3 +284,9 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
             os.remove(tmp)  # keras refuses to overwrite without asking in some versions
             model.save(tmp)
     return model, accuracy
+
+
+def near_chance(classes: int) -> float:
+    """Test accuracy below which a net counts as having learned next to nothing: chance
+    (1 / classes, for balanced test labels) plus half of it, at most 5 points more."""
+    return min(1.5 / classes, 1 / classes + 0.05)
