@@ -102,24 +102,30 @@ def test_folder_and_tfrecord_sources(tmp_path):
             writer.write(example(png, int(labels[i])))
     (root / ".ipynb_checkpoints").mkdir()  # hidden: not a class
     (root / f"digit{labels[0]}" / "._0.png").write_bytes(b"macOS metadata")  # hidden: skipped
+    # Images in a symlinked sub-folder count (once), and a link back up ends.
+    linked = tmp_path / "more"
+    (linked / "inner").mkdir(parents=True)
+    (linked / "inner" / "extra.png").write_bytes(tf.io.encode_png(images[60]).numpy())
+    (linked / "inner" / "loop").symlink_to(linked, target_is_directory=True)
+    (root / f"digit{labels[60]}" / "more").symlink_to(linked, target_is_directory=True)
     x, y = _arrays(load_split(f"folder:{root}", "train", 24))
-    assert x.shape[1:] == (24, 24, 3) and len(x) == 54
+    assert x.shape[1:] == (24, 24, 3) and len(x) == 55
     assert num_classes(f"folder:{root}") == len(set(labels[:60].tolist()))
     # The pixels are the PNGs' own (the Keras loader gave 0..255 floats, clipped to white).
     native, _ = _arrays(load_split(f"folder:{root}", "train", 28))
-    originals = {image.tobytes() for image in images[:60, :, :, 0]}
+    originals = {image.tobytes() for image in images[:61, :, :, 0]}
     assert all(np.round(image[:, :, 0] * 255).astype(np.uint8).tobytes() in originals
                for image in native)
     # The 90/10 cut: the test images are the other 10%, none of them a training image.
     test_x, _ = _arrays(load_split(f"folder:{root}", "test", 24))
     train_set = {image.tobytes() for image in x}
-    assert len(x) + len(test_x) == 60 and not [i for i in test_x if i.tobytes() in train_set]
+    assert len(x) + len(test_x) == 61 and not [i for i in test_x if i.tobytes() in train_set]
     x, y = _arrays(load_split(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", "train", 20))
     assert x.shape == (60, 20, 20, 3) and np.array_equal(y, labels[:60])
     # PATH/train without PATH/val: the train split is all of it; the test split is refused.
     (tmp_path / "only").mkdir()
     root.rename(tmp_path / "only" / "train")
-    assert len(_arrays(load_split(f"folder:{tmp_path}/only", "train", 8))[0]) == 60
+    assert len(_arrays(load_split(f"folder:{tmp_path}/only", "train", 8))[0]) == 61
     with pytest.raises(TfnasError, match="has train/ but no val/"):
         load_split(f"folder:{tmp_path}/only", "test", 8)
 

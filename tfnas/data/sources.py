@@ -173,9 +173,16 @@ def _visible_dirs(root: str) -> list[str]:
 
 
 def _images_under(directory: str) -> list[str]:
-    """Image files under `directory`, sorted; hidden files and folders skipped."""
-    found = []
-    for parent, dirs, names in os.walk(directory):
+    """Image files under `directory`, sorted; hidden files and folders skipped. Symlinked
+    folders are followed (datasets are often assembled from links), each real folder once,
+    so a link cycle ends."""
+    found, seen = [], set()
+    for parent, dirs, names in os.walk(directory, followlinks=True):
+        real = os.path.realpath(parent)
+        if real in seen:  # reached again through a link: listed already
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found += [os.path.join(parent, f) for f in names
                   if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
