@@ -310,6 +310,14 @@ def test_result_comes_from_a_proposal_that_meets_the_targets():
     assert all(result[k] == v for k, v in fixed.items())
 
 
+def test_a_result_off_the_targets_is_a_warning():
+    from tfnas.search.diagnostics import missed_targets_warning
+    targets = {"params": 5.3e6, "flops": 390e6}
+    assert missed_targets_warning({"params": 5.5e6, "flops": 380e6}, targets, 0.05) is None
+    warning = missed_targets_warning({"params": 5.7e6, "flops": 380e6}, targets, 0.05)
+    assert "within 5%" in warning and "params +7.5%" in warning and "flops" not in warning
+
+
 def test_a_stage_that_did_not_learn_is_a_warning():
     from tfnas.search.diagnostics import untrained_warning
     warning = untrained_warning("vital", 2.31, 10)

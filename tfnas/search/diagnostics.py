@@ -1,5 +1,5 @@
-"""What makes a HourNAS result doubtful, said after the search: a stage whose supernet
-learned nothing, or vital picks that rest on flat evidence (README, Search)."""
+"""What makes a HourNAS result doubtful, said after the search: targets it missed, a stage
+whose supernet learned nothing, or vital picks that rest on flat evidence (README, Search)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,18 @@ import numpy as np
 
 _WHAT = {"vital": ("stage 1", "the vital ops it chose"),
          "nonvital": ("stage 2", "its op probabilities, and the ops chosen from them,")}
+
+
+def missed_targets_warning(cost: dict[str, float], targets: dict[str, float],
+                           tolerance: float) -> str | None:
+    """A warning when the result misses a target by more than `tolerance` (relative): no
+    draw from the proposals met them all, so the result is the nearest one."""
+    missed = {k: cost[k] / t - 1 for k, t in targets.items() if abs(cost[k] / t - 1) > tolerance}
+    if not missed:
+        return None
+    return ("warning: no architecture drawn from the proposals met every target within "
+            f"{tolerance:.0%}, so the result is the draw nearest them, off by "
+            + ", ".join(f"{k} {d:+.1%}" for k, d in missed.items()))
 
 
 def untrained_warning(stage: str, loss: float | None, num_classes: int,

@@ -35,8 +35,8 @@ from tfnas.proposals.selector import Proposals
 from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, SupernetSearch, value,
                                worker_dir)
 from tfnas.search.data import SearchData
-from tfnas.search.diagnostics import (flat_scores_warning, undecided_vital_note,
-                                      untrained_warning)
+from tfnas.search.diagnostics import (flat_scores_warning, missed_targets_warning,
+                                      undecided_vital_note, untrained_warning)
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
 from tfnas.search.vital_choice import TOLERANCE, feasible_vital_choice, largest_miss
@@ -336,31 +336,25 @@ class HourNAS(SupernetSearch):
         if "vital_losses" in self.state:
             losses = np.array(self.state["vital_losses"], dtype=float)
             extra["vital_losses"] = _per_vital_op(space, losses, ~np.isnan(losses))
-        cost = self.tables.cost(genotype.indices())
-        missed = {k: cost[k] / t - 1 for k, t in self.cfg.targets.items()
-                  if abs(cost[k] / t - 1) > TOLERANCE}
-        if missed:
-            self.log("warning: no architecture drawn from the proposals met every target "
-                     f"within {TOLERANCE:.0%}, so the result is the draw nearest them, off by "
-                     + ", ".join(f"{k} {d:+.1%}" for k, d in missed.items()))
-        extra.update(self._diagnose(data.num_classes))
+        extra.update(self._diagnose(data.num_classes, self.tables.cost(genotype.indices())))
         return self.write_result(
             self.cfg, genotype, self.tables, data.num_classes, probs,
             f"HourNAS on {space.name}: final op probabilities, vital rows (*) stage 1's; "
             "red: chosen", extra)
 
-
-    def _diagnose(self, num_classes: int) -> dict[str, float]:
-        """Logs what makes the result doubtful (a stage that learned nothing, vital picks on
-        flat evidence); returns the weight losses it judged, for arch.json."""
+    def _diagnose(self, num_classes: int, cost: dict[str, float]) -> dict[str, float]:
+        """Logs what makes the result doubtful (targets missed, a stage that learned
+        nothing, vital picks on flat evidence); returns the weight losses it judged, for
+        arch.json."""
         cfg, losses = self.cfg, self.state.get("weight_loss", {})
         chance = math.log(num_classes)
         record = {f"{stage}_weight_loss": loss for stage, loss in losses.items()}
         if losses:
             record["chance_loss"] = round(chance, 5)
         layers = self._searched_vital_layers()
-        notes = [untrained_warning(stage, loss, num_classes, cfg.vital_sampler, cfg.two_stage)
-                 for stage, loss in losses.items()]
+        notes = [missed_targets_warning(cost, cfg.targets, TOLERANCE)]
+        notes += [untrained_warning(stage, loss, num_classes, cfg.vital_sampler, cfg.two_stage)
+                  for stage, loss in losses.items()]
         if not untrained_warning("vital", losses.get("vital"), num_classes):
             # stage 1 learned (or did not run): is its choice also clear?
             if "vital_losses" in self.state:
@@ -372,6 +366,7 @@ class HourNAS(SupernetSearch):
         for note in filter(None, notes):
             self.log(note)
         return record
+
 
 def _per_vital_op(space, values: np.ndarray, keep: np.ndarray | None = None) -> dict:
     """{vital layer: {op: value}} over the legal (and `keep`) ops, for arch.json."""
