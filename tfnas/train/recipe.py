@@ -113,6 +113,24 @@ def claim_backup(backup_dir: str, training: dict) -> None:
     write_json(record, training)
 
 
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore keeping the previous epoch's backup too, so that a kill while
+    the latest is written resumes from the one before; a backup that cannot be restored is
+    one TfnasError naming the directory, not a traceback at every rerun."""
+
+    def __init__(self, backup_dir: str):
+        super().__init__(backup_dir, double_checkpoint=True)
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError, KeyError) as e:
+            reason = str(e).strip().splitlines()
+            raise TfnasError(f"cannot resume the interrupted training in {self.backup_dir} "
+                             f"({reason[0] if reason else type(e).__name__}); delete it to "
+                             "start over") from None
+
+
 def _augment(recipe: Recipe):
     eraser = keras.layers.RandomErasing(factor=recipe.random_erasing, value_range=(0, 1),
                                         seed=recipe.seed)
@@ -190,11 +208,15 @@ def _checked_parts(dataset: str, recipe: Recipe, data_dir: str | None, num_class
     if num_classes:  # given, not inferred: a label >= it would train on an all-zero target
         labels = []
         for part in (train, test):
-            if part.labels is None:
+            if part.labels is not None:
+                labels += part.labels
+            elif part.classes:  # TFDS: its class label's size bounds the labels; no pass
+                if part.classes > num_classes:
+                    raise TfnasError(f"dataset {dataset!r} has {part.classes} classes but "
+                                     f"--num_classes={num_classes}")
+            else:
                 with reading(dataset):  # the labels only: no image is decoded
                     labels += scan_labels(part.records)[1:]
-            else:
-                labels += part.labels
         check_labels(dataset, labels, classes, num_classes)
     if train.size < recipe.batch_size:  # every batch is a full one: no step at all
         raise TfnasError(f"dataset {dataset!r} gives {train.size} training images; training "
@@ -263,7 +285,7 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
         model = build()
         _set_bn_momentum(model, recipe.epochs * steps)
         _compile(model, recipe, steps)
-    callbacks = [keras.callbacks.BackupAndRestore(backup_dir)] if backup_dir else []
+    callbacks = [ResumableBackup(backup_dir)] if backup_dir else []
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in logs
     # tf.data reads (and decodes) the files only now; shuffled already: shuffle=False
