@@ -189,8 +189,6 @@ def test_streams_are_cut_before_any_image_is_decoded(tmp_path):
     assert arch.size == 17  # every third of 50 records
 
 
-@pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
-                    reason="Debian package dataset-fashion-mnist not installed")
 def test_tfrecord_files_are_read_in_turn_whatever_the_machine(tmp_path):
     """The record order decides the weight/architecture cut, each worker's slice and
     --max_images' first N, so it must not depend on the machine's cores (AUTOTUNE did)."""
@@ -203,6 +201,8 @@ def test_tfrecord_files_are_read_in_turn_whatever_the_machine(tmp_path):
     assert y.tolist() == [0, 10, 1, 11, 2, 12, 3, 13]
 
 
+@pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian package dataset-fashion-mnist not installed")
 def test_tfds_dataset_prepared_offline(tmp_path):
     from tests.tfds_fixture import prepare_fashion_subset
 

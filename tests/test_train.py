@@ -320,6 +320,8 @@ def test_too_few_images_or_bad_data_fail_before_a_backup_exists(tmp_path):
         claim_backup(str(backup), {"arch": "this net"})
 
 
+@pytest.mark.skipif(not os.path.exists("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian package dataset-fashion-mnist not installed")
 def test_tfds_num_classes_is_checked_against_its_class_label(tmp_path):
     """A TFDS dataset says its classes: --num_classes is checked against them, not by a pass
     over every record (ImageNet's would read all of it before training)."""

@@ -309,6 +309,14 @@ def scan_labels(ds: tf.data.Dataset) -> tuple[int, int, int]:
     return (n, int(low), int(high)) if n else (0, 0, 0)
 
 
+def check_class_count(dataset: str, classes: int, num_classes: int) -> None:
+    """TfnasError when a dataset that says its classes (TFDS: its class label's size, which
+    bounds its labels) has more than --num_classes; no pass over the records."""
+    if classes > num_classes:
+        raise TfnasError(f"dataset {dataset!r} has {classes} classes but "
+                         f"--num_classes={num_classes}")
+
+
 def check_labels(dataset: str, labels: list[int], num_classes: int, flag: int) -> None:
     """TfnasError unless every label (the extremes are given) is in [0, num_classes);
     `flag` is --num_classes (0: `num_classes` was inferred)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfnas.data import (check_labels, ordered, reading, require_classes, search_parts,
+from tfnas.data import (check_class_count, check_labels, ordered, reading, require_classes, search_parts,
                         use_cache)
 from tfnas.distribute import check_global_batch
 from tfnas.errors import TfnasError
@@ -34,9 +34,8 @@ class SearchData:
         if weights.labels and arch.labels:
             check_labels(cfg.dataset, [*weights.labels, *arch.labels], self.num_classes,
                          cfg.num_classes)
-        elif classes > self.num_classes:  # TFDS: its class label's size bounds the labels
-            raise TfnasError(f"dataset {cfg.dataset!r} has {classes} classes but "
-                             f"--num_classes={cfg.num_classes}")
+        else:
+            check_class_count(cfg.dataset, classes, self.num_classes)
         self.parts = {"weights": weights, "arch": arch}
         self.cached = {}
         with reading(cfg.dataset):  # unreadable files fail here, before DIR is touched

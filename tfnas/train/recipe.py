@@ -14,7 +14,7 @@ from typing import Iterator
 import keras
 import tensorflow as tf
 
-from tfnas.data import (CACHE_MODES, batched, check_labels, load_part, reading,
+from tfnas.data import (CACHE_MODES, batched, check_class_count, check_labels, load_part, reading,
                         require_classes, scan_labels, use_cache)
 from tfnas.distribute import check_global_batch, check_precision
 from tfnas.errors import TfnasError
@@ -210,10 +210,8 @@ def _checked_parts(dataset: str, recipe: Recipe, data_dir: str | None, num_class
         for part in (train, test):
             if part.labels is not None:
                 labels += part.labels
-            elif part.classes:  # TFDS: its class label's size bounds the labels; no pass
-                if part.classes > num_classes:
-                    raise TfnasError(f"dataset {dataset!r} has {part.classes} classes but "
-                                     f"--num_classes={num_classes}")
+            elif part.classes:  # TFDS: its class label's size bounds the labels
+                check_class_count(dataset, part.classes, num_classes)
             else:
                 with reading(dataset):  # the labels only: no image is decoded
                     labels += scan_labels(part.records)[1:]
