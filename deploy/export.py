@@ -78,6 +78,9 @@ def read_arch(path: str) -> Genotype:
             from None
 
 
+MODEL_SUFFIXES = (".keras", ".h5")
+
+
 def check_keras_file(path: str, what: str, suffixes: tuple[str, ...]) -> None:
     """One line unless `path` exists, ends in one of `suffixes` and, as a .keras file, is the
     zip archive Keras writes (Keras itself fails on a bad one with a misleading message)."""
@@ -92,7 +95,7 @@ def check_keras_file(path: str, what: str, suffixes: tuple[str, ...]) -> None:
 def load_model(path: str):
     import keras
 
-    check_keras_file(path, "model", (".keras", ".h5"))
+    check_keras_file(path, "model", MODEL_SUFFIXES)
     try:
         return keras.saving.load_model(path, compile=False)
     except (ValueError, OSError) as e:
@@ -266,6 +269,8 @@ def main(argv: list[str]) -> int:
         raise TfnasError("--resolution must be >= 16, --width in (0, 4] and --num_classes >= 1")
     check_output_path(FLAGS.out, "--out")  # before the conversion, not after it
     genotype = read_arch(FLAGS.arch) if FLAGS.arch else None
+    if FLAGS.model:
+        check_keras_file(FLAGS.model, "model", MODEL_SUFFIXES)
     if FLAGS.weights:
         check_keras_file(FLAGS.weights, "weights", (".weights.h5", ".keras", ".h5"))
     record = training_record(FLAGS.model) if FLAGS.model else {}

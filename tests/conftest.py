@@ -23,6 +23,25 @@ def run_cli(module: str, *args: str, timeout: float = 600,
                           capture_output=True, text=True, timeout=timeout)
 
 
+_EXIT_AND_TENSORFLOW = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    print(e.code, "tensorflow" in sys.modules)
+"""
+
+
+def refused_before_tensorflow(module: str, *args: str) -> bool:
+    """Whether `python -m module args` exits 2 without having imported TensorFlow: bad flags
+    answered in a fraction of a second, not after TensorFlow's seconds of start-up."""
+    proc = subprocess.run([sys.executable, "-c", _EXIT_AND_TENSORFLOW, module, *args], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True,
+                          text=True, timeout=600)
+    return proc.stdout.split() == ["2", "False"]
+
+
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
     """Bad input: non-zero exit, exactly one line on stderr, no traceback."""
     assert proc.returncode != 0, proc.stdout

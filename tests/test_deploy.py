@@ -16,7 +16,7 @@ import stat
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, refused_before_tensorflow, run_cli
 
 from deploy.profile import parse_benchmark_output
 from tfnas.errors import TfnasError
@@ -391,6 +391,11 @@ def test_bad_model_weights_and_images_are_one_line(tmp_path):
     fake.write_text("not a zip")
     with pytest.raises(TfnasError, match="is not a Keras model file"):
         load_model(str(fake))
+    for model, fragment in [(fake, "is not a Keras model file"),
+                            (tmp_path / "absent.keras", "absent.keras does not exist")]:
+        args = (f"--model={model}", f"--out={tmp_path / 'x.tflite'}")
+        assert_one_line_error(run_cli("deploy.export", *args), fragment)
+        assert refused_before_tensorflow("deploy.export", *args)
     with pytest.raises(TfnasError, match="is not a Keras model file"):  # as --weights too
         check_keras_file(str(fake), "weights", (".weights.h5", ".keras"))
     with pytest.raises(TfnasError, match=r"weights file .*w\.bin should end in \.weights\.h5"):

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 import supernet_fixtures  # noqa: F401 - registers tiny_test
 import tensorflow as tf
-from conftest import ROOT, assert_one_line_error, run_cli
+from conftest import ROOT, assert_one_line_error, refused_before_tensorflow, run_cli
 from records import write_records
 
 from tfnas.data import load_split
 from tfnas.errors import TfnasError
 from tfnas.space.genotype import parse_genotype
-from tfnas.train.recipe import (Recipe, _compile, check_model_out, near_chance,
-                                train_standalone)
+from tfnas.train.config import Recipe, check_model_out, near_chance
+from tfnas.train.recipe import _compile, train_standalone
 
 TINY = parse_genotype("tiny_test", "k3e3,k3e3,k3e3")
 QUICK = Recipe(epochs=1, batch_size=4, image_size=16, random_erasing=0, ema=False)
@@ -99,14 +99,17 @@ def test_nb201_result_retrains_and_exports(tmp_path):
     assert list(net.get_output_details()[0]["shape"]) == [1, 10]
 
 
-def test_bad_arch_is_one_line(tmp_path):
-    assert_one_line_error(run_cli("tfnas.train", "--arch=missing.json"), "cannot read")
-    assert_one_line_error(run_cli("tfnas.train", "--arch=k3e1"), "--space is required")
-    assert_one_line_error(run_cli("tfnas.train", "--arch=HourNAS-A", f"--out={tmp_path}/m.h5"),
-                          "must end in .keras")
-    assert_one_line_error(run_cli("tfnas.train", "--arch=HourNAS-A", "--strategy=multi_worker",
-                                  f"--out={tmp_path}/m.keras"),
-                          "Model.fit fails under MultiWorkerMirroredStrategy")
+def test_bad_arch_and_flags_are_one_line_before_tensorflow_loads(tmp_path):
+    cases = [(["--arch=missing.json"], "cannot read"),
+             (["--arch=k3e1"], "--space is required"),
+             (["--arch=HourNAS-A", f"--out={tmp_path}/m.h5"], "must end in .keras"),
+             (["--arch=HourNAS-A", "--strategy=multi_worker", f"--out={tmp_path}/m.keras"],
+              "Model.fit fails under MultiWorkerMirroredStrategy"),
+             (["--arch=HourNAS-A", "--dropout=2", f"--out={tmp_path}/m.keras"],
+              "--dropout and --label_smoothing must be in [0, 1)")]
+    for args, fragment in cases:
+        assert_one_line_error(run_cli("tfnas.train", *args), fragment)
+        assert refused_before_tensorflow("tfnas.train", *args), args
     assert not os.listdir(tmp_path)
 
 

@@ -13,10 +13,11 @@ Images come out float32 [S, S, 3] in [0, 1], labels int32.
 """
 
 from tfnas.data.pipeline import (
-    CACHE_MODES, DEFAULT_DATASET, Part, batched, check_class_count, check_labels, class_names, load_part,
-    load_split, num_classes, ordered, reading, require_classes, sample, scan_labels,
-    search_parts, use_cache)
+    CACHE_MODES, DEFAULT_DATASET, Part, batched, check_cache_mode, check_class_count, check_labels,
+    class_names, load_part, load_split, num_classes, ordered, reading, require_classes, sample,
+    scan_labels, search_parts, use_cache)
 
-__all__ = ["CACHE_MODES", "DEFAULT_DATASET", "Part", "batched", "check_class_count", "check_labels", "class_names",
-           "load_part", "load_split", "num_classes", "ordered", "reading", "require_classes",
-           "sample", "scan_labels", "search_parts", "use_cache"]
+__all__ = ["CACHE_MODES", "DEFAULT_DATASET", "Part", "batched", "check_cache_mode",
+           "check_class_count", "check_labels", "class_names", "load_part", "load_split",
+           "num_classes", "ordered", "reading", "require_classes", "sample", "scan_labels",
+           "search_parts", "use_cache"]

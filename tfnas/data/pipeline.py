@@ -235,12 +235,16 @@ def search_parts(name: str, image_size: int, data_dir: str | None = None,
             Part(arch, prepare, n_arch, classes, labels))
 
 
+def check_cache_mode(mode: str) -> None:
+    if mode not in CACHE_MODES:
+        raise TfnasError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
+
+
 def use_cache(mode: str, images: int | None, image_size: int) -> bool:
     """Whether to keep the prepared images in memory. `mode`: "memory", "none", or "auto":
     when `images` float32 images of `image_size` take at most a quarter of the machine's
     memory (never when their number is unknown)."""
-    if mode not in CACHE_MODES:
-        raise TfnasError(f"cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
+    check_cache_mode(mode)
     if mode != "auto":
         return mode == "memory"
     return images is not None and cache_bytes(images, image_size) <= memory_bytes() // 4

@@ -12,17 +12,12 @@ import os
 from absl import flags
 
 from tfnas import cli
-
-tf = cli.import_tensorflow()  # before anything else imports it: no start-up chatter on stderr
-
-from tfnas.data import class_names  # noqa: E402
-from tfnas.data.pipeline import absolute_dataset  # noqa: E402
-from tfnas.distribute import STRATEGIES, make_strategy  # noqa: E402
-from tfnas.errors import TfnasError  # noqa: E402
-from tfnas.io import check_output_path, write_json  # noqa: E402
-from tfnas.space.genotype import load_genotype  # noqa: E402
-from tfnas.train.recipe import (MULTI_WORKER_FIT, PRECISIONS, Recipe,  # noqa: E402
-                                near_chance, train_standalone)
+from tfnas.distribute import STRATEGIES
+from tfnas.errors import TfnasError
+from tfnas.io import check_output_path, write_json
+from tfnas.space.genotype import load_genotype
+from tfnas.train.config import (MULTI_WORKER_FIT, PRECISIONS, Recipe, check_model_out,
+                                near_chance)
 
 FLAGS = flags.FLAGS
 _D = Recipe()
@@ -81,6 +76,7 @@ def main(argv: list[str]) -> int:
         raise TfnasError("--arch is required")
     recipe = Recipe(**{f.name: getattr(FLAGS, f.name) for f in
                        Recipe.__dataclass_fields__.values() if f.name in FLAGS})
+    recipe.check()
     if FLAGS.num_classes < 0:
         raise TfnasError("--num_classes must be >= 0 (0 infers them)")
     genotype = load_genotype(FLAGS.arch, FLAGS.space)
@@ -90,9 +86,18 @@ def main(argv: list[str]) -> int:
         base = os.path.dirname(FLAGS.arch) if FLAGS.arch.endswith(".json") else "."
     out = FLAGS.out or os.path.join(base, "trained.keras")
     metrics = os.path.splitext(out)[0] + ".metrics.json"
-    check_output_path(metrics, "metrics file")  # train_standalone checks the rest first
+    check_model_out(out)
+    check_output_path(metrics, "metrics file")
     if FLAGS.strategy == "multi_worker":
         raise TfnasError(MULTI_WORKER_FIT)
+
+    # Bad flags were refused above, before TensorFlow's seconds of start-up.
+    tf = cli.import_tensorflow()
+    from tfnas.data import class_names
+    from tfnas.data.pipeline import absolute_dataset
+    from tfnas.distribute import make_strategy
+    from tfnas.train.recipe import train_standalone
+
     strategy = make_strategy(FLAGS.strategy, FLAGS.tpu)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
