@@ -50,6 +50,24 @@ def test_retrain_saves_a_model_that_learned(tmp_path):
     assert "learned next to nothing" not in proc.stdout
 
 
+def test_the_train_step_is_traced_once(monkeypatch):
+    """Variables first created inside fit's trace (Keras builds the optimizer there unless a
+    strategy of its own is set) make TensorFlow trace the step twice: seconds per retraining."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traces = []
+    train_step = TensorFlowTrainer.train_step
+
+    def counted(self, data):
+        traces.append(1)
+        return train_step(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
+    train_standalone(TINY, "mnist", Recipe(epochs=1, batch_size=32, image_size=16,
+                                           max_images=64), verbose=0)
+    assert len(traces) == 1
+
+
 def test_near_chance_is_a_little_above_chance_for_any_class_count():
     assert near_chance(10) == pytest.approx(0.15)  # 1.5 x chance
     assert near_chance(2) == pytest.approx(0.55)  # not 0.75: a 70% net learned something

@@ -101,6 +101,9 @@ def _compile(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> None:
                                                   label_smoothing=recipe.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         jit_compile=False)  # XLA compiles for minutes on CPU and buys nothing here
+    # Built here, not in fit's first trace of the train step (Keras builds it early only under
+    # a strategy of its own): variables created while tracing make TensorFlow trace it twice.
+    model.optimizer.build(model.trainable_variables)  # the loss-scaling wrapper under float16
 
 
 def _set_bn_momentum(model: keras.Model, total_steps: int) -> None:
