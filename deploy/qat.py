@@ -136,6 +136,9 @@ def quantize_and_finetune(model_path: str, dataset: str, data_dir: str | None, s
     clock.say("fake-quant ops inserted")
     qat.compile(optimizer=tf_keras.optimizers.Adam(learning_rate),
                 loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Built before fit: slots created in the train step's first trace make TensorFlow trace
+    # it twice (as in tfnas.train; the same .tflite either way, 7 s less on fbnet).
+    qat.optimizer.build(qat.trainable_variables)
     qat.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=True)
     clock.say(f"fine-tuned {len(x) // batch_size} steps")
     logits = None if check_images is None else qat.predict(check_images, verbose=0)

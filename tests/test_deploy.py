@@ -53,6 +53,7 @@ def trained(tmp_path_factory) -> str:
     model.compile(keras.optimizers.Adam(3e-3),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
+    model.optimizer.build(model.trainable_variables)  # else fit traces its step twice
     model.fit(batched(load_part("mnist", "train", SIZE), 32, shuffle=True), epochs=2,
               verbose=0)
     test = batched(load_part("mnist", "test", SIZE), 100, shuffle=False)
