@@ -15,7 +15,7 @@ from tfnas.space import get_space
 from tfnas.space.nb201 import parse_nb201, to_nb201_string
 from tests import supernet_fixtures  # noqa: F401  (registers nb201_tiny and tiny_test)
 
-COMMON = ["--space_module=tests.supernet_fixtures", "--image_size=16", "--batch_size=8",
+COMMON = ["--space_module=tests.tiny_spaces", "--image_size=16", "--batch_size=8",
           "--steps_per_epoch=6", "--max_images=200", "--checkpoint_every=2", "--seed=5",
           "--eval_batches=1"]
 NB201 = COMMON + ["--space=nb201_tiny", "--width_multiplier=1.0"]

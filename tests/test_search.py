@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, assert_one_line_error, run_cli
+from conftest import ROOT, assert_one_line_error, refused_before_tensorflow, run_cli
 
 from tfnas.cost.tables import cost_tables
 from tfnas.errors import TfnasError
@@ -22,7 +22,7 @@ from tests.supernet_fixtures import tiny_space
 TABLES = cost_tables(tiny_space())
 TARGET_PARAMS = sum(TABLES.range("params")) / 2
 TARGET_FLOPS = sum(TABLES.range("flops")) / 2
-TINY = ["--space_module=tests.supernet_fixtures", "--space=tiny_test",
+TINY = ["--space_module=tests.tiny_spaces", "--space=tiny_test",
         f"--target_params={TARGET_PARAMS}", f"--target_flops={TARGET_FLOPS}",
         "--image_size=16", "--width_multiplier=1.0", "--batch_size=8", "--steps_per_epoch=4",
         "--max_images=160", "--num_proposals=2", "--proposal_iterations=50",
@@ -607,8 +607,6 @@ def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
         ([f"--flagfile={bad_cfg}"], "flags need a leading --"),
         (["--space=fbnet", "--target_params=1e6"],
          "params 1M is below the cheapest reachable architecture; feasible ranges: params"),
-        (["--space=fbnet", "--target_params=4.8e6", "--dataset=fashion_mnist",
-          f"--data_dir={tmp_path}"], "apt-get install dataset-fashion-mnist"),
         (["--space=mnasnet", "--target_params=3.9e6"],
          "holds a search of space 'tiny_test', not 'mnasnet'"),
         (TINY + ["--seed=4"], "holds a search with other settings: seed=3 (now 4)"),
@@ -634,7 +632,16 @@ def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
         proc = run_cli("tfnas.search", *args, f"--model_dir={model_dir}")
         assert_one_line_error(proc, fragment)
         assert proc.returncode == 2
+    # A directory holding another search is refused before TensorFlow and the data load.
+    for args in (["--space=mnasnet", "--target_params=3.9e6"], TINY + ["--seed=4"]):
+        assert refused_before_tensorflow("tfnas.search", *args, f"--model_dir={model_dir}")
     assert _tree_digest(model_dir) == digest
+    new_dir = tmp_path / "new"  # a missing dataset: before the new directory is made
+    assert_one_line_error(run_cli("tfnas.search", "--space=fbnet", "--target_params=4.8e6",
+                                  "--dataset=fashion_mnist", f"--data_dir={tmp_path}",
+                                  f"--model_dir={new_dir}"),
+                          "apt-get install dataset-fashion-mnist")
+    assert not new_dir.exists()
 
 
 def _files(path):

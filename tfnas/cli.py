@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
@@ -38,13 +39,19 @@ def import_tensorflow():
 
     Only while TF_CPP_MIN_LOG_LEVEL >= 2 (the CLIs' default); set it to 0 to see everything.
     """
+    return import_quietly("tensorflow")
+
+
+def import_quietly(module: str):
+    """Imports `module` as `import_tensorflow` imports TensorFlow, should the module import it
+    (a user's --space_module may or may not); one that does not leaves TensorFlow unloaded."""
     if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0) < 2 or "tensorflow" in sys.modules:
-        import tensorflow as tf
-        return tf
+        return importlib.import_module(module)
     with quiet_native_stderr():
-        import tensorflow as tf
-        tf.config.list_physical_devices("GPU")  # the CUDA probe logs here, once
-    return tf
+        imported = importlib.import_module(module)
+        if "tensorflow" in sys.modules:
+            sys.modules["tensorflow"].config.list_physical_devices("GPU")  # the CUDA probe logs
+    return imported
 
 
 @contextlib.contextmanager

@@ -47,12 +47,9 @@ _RECORDED_WHEN_SET = {"mixed_precision": "none", "grappler": "auto", "determinis
 
 
 def import_space_modules(modules: list[str]) -> None:
-    import importlib
-    if modules:
-        cli.import_tensorflow()  # space modules usually import keras: keep its chatter quiet
     for module in modules:
         try:
-            importlib.import_module(module)
+            cli.import_quietly(module)  # one importing keras: its start-up chatter kept quiet
         except ImportError as e:
             raise TfnasError(f"--space_module {module}: {e}") from None
 
@@ -134,8 +131,9 @@ def main(argv: list[str]) -> int:
             flags_record.update(vital_selection=FLAGS.vital_selection,
                                 selection_batches=FLAGS.selection_batches)
     rundir = RunDir(model_dir)
-    rundir.check_writable()  # a foreign or impossible directory fails before TensorFlow loads
-    rundir.existing_config()
+    # A foreign, mismatched or impossible directory fails before TensorFlow and the data load.
+    rundir.check_writable()
+    rundir.check_resumable(flags_record)
 
     tf = cli.import_tensorflow()
     import tfnas

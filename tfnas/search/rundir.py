@@ -78,17 +78,14 @@ class RunDir:
                              "use another --model_dir")
         return config
 
-    def claim(self, config: dict[str, Any]) -> bool:
-        """Checks that the directory is new or holds this same search; returns True to resume.
-
-        Writes config.json for a new run. Never modifies a directory holding another search.
-        """
+    def check_resumable(self, new_flags: dict[str, Any]) -> bool:
+        """Whether the directory holds a search with exactly `new_flags` (run controls aside)
+        to resume: False for a new directory; a directory holding another space's search or
+        other settings is refused. Reads only, so it runs before TensorFlow loads."""
         old = self.existing_config()
         if old is None:
-            self.check_writable()
-            write_json(self.config_path, config)
             return False
-        old_flags, new_flags = old.get("flags", {}), config["flags"]
+        old_flags = old.get("flags", {})
         if old_flags.get("space") != new_flags.get("space"):
             raise TfnasError(
                 f"{self.path} holds a search of space {old_flags.get('space')!r}, not "
@@ -103,6 +100,17 @@ class RunDir:
                               for k in differing[:4])
             raise TfnasError(f"{self.path} holds a search with other settings: {shown}; rerun "
                              "with the same flags to resume, or use another --model_dir")
+        return True
+
+    def claim(self, config: dict[str, Any]) -> bool:
+        """Checks that the directory is new or holds this same search; returns True to resume.
+
+        Writes config.json for a new run. Never modifies a directory holding another search.
+        """
+        if not self.check_resumable(config["flags"]):
+            self.check_writable()
+            write_json(self.config_path, config)
+            return False
         # A kill mid-write leaves atomic_path's temp file (a supernet's is megabytes).
         remove_stale_temp_files(self.path, OUTPUTS)
         return True
