@@ -53,6 +53,7 @@ def test_retrain_saves_a_model_that_learned(tmp_path):
 def test_the_train_step_is_traced_once(monkeypatch):
     """Variables first created inside fit's trace (Keras builds the optimizer there unless a
     strategy of its own is set) make TensorFlow trace the step twice: seconds per retraining."""
+    # Keras' private trainer class: a Keras upgrade may move it (then follow it here).
     from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
 
     traces = []
@@ -124,7 +125,9 @@ def test_bad_arch_and_flags_are_one_line_before_tensorflow_loads(tmp_path):
              (["--arch=HourNAS-A", "--strategy=multi_worker", f"--out={tmp_path}/m.keras"],
               "Model.fit fails under MultiWorkerMirroredStrategy"),
              (["--arch=HourNAS-A", "--dropout=2", f"--out={tmp_path}/m.keras"],
-              "--dropout and --label_smoothing must be in [0, 1)")]
+              "--dropout and --label_smoothing must be in [0, 1)"),
+             (["--arch=HourNAS-A", "--dataset=tfrecord:/data/all.tfrecord",
+               f"--out={tmp_path}/m.keras"], "has no {split} in it")]
     for args, fragment in cases:
         assert_one_line_error(run_cli("tfnas.train", *args), fragment)
         assert refused_before_tensorflow("tfnas.train", *args), args
@@ -140,7 +143,8 @@ import supernet_fixtures
 from tfnas.errors import TfnasError
 from tfnas.space.genotype import parse_genotype
 from tfnas.train import recipe as recipe_module
-from tfnas.train.recipe import Recipe, train_standalone
+from tfnas.train.config import Recipe
+from tfnas.train.recipe import train_standalone
 compiled = []
 compile_model = recipe_module._compile
 def record_compile(model, *args):  # what fit trains: its policy and optimizer

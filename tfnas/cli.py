@@ -47,34 +47,45 @@ def import_quietly(module: str):
     (a user's --space_module may or may not); one that does not leaves TensorFlow unloaded."""
     if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0) < 2 or "tensorflow" in sys.modules:
         return importlib.import_module(module)
-    with quiet_native_stderr():
+    def started_tensorflow() -> bool:  # else what was written is the module's own
+        return "tensorflow" in sys.modules
+
+    with quiet_native_stderr(replay_unless=started_tensorflow):
         imported = importlib.import_module(module)
-        if "tensorflow" in sys.modules:
+        if started_tensorflow():
             sys.modules["tensorflow"].config.list_physical_devices("GPU")  # the CUDA probe logs
     return imported
 
 
 @contextlib.contextmanager
-def quiet_native_stderr():
+def quiet_native_stderr(replay_unless: Callable[[], bool] | None = None):
     """Holds back what is written to file descriptor 2 for the duration (TensorFlow's and
     LiteRT's INFO lines from C++). If the block fails unexpectedly, the held output is
     written out before the exception goes on, since it may tell why; a TfnasError stays one
-    line."""
+    line. With `replay_unless`, the held output is also written out after a block that
+    succeeded, unless it returns True (the output was what was meant to be held)."""
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
-        try:
-            yield
-        except TfnasError:
-            raise
-        except Exception:
+
+        def replay() -> None:
             sys.stderr.flush()
             os.dup2(saved, 2)
             held.seek(0)
             sys.stderr.buffer.write(held.read())
             sys.stderr.flush()
+
+        try:
+            yield
+        except TfnasError:
             raise
+        except Exception:
+            replay()
+            raise
+        else:
+            if replay_unless is not None and not replay_unless():
+                replay()
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

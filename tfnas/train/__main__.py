@@ -17,7 +17,7 @@ from tfnas.errors import TfnasError
 from tfnas.io import check_output_path, write_json
 from tfnas.space.genotype import load_genotype
 from tfnas.train.config import (MULTI_WORKER_FIT, PRECISIONS, Recipe, check_model_out,
-                                near_chance)
+                                check_test_split, near_chance)
 
 FLAGS = flags.FLAGS
 _D = Recipe()
@@ -77,6 +77,7 @@ def main(argv: list[str]) -> int:
     recipe = Recipe(**{f.name: getattr(FLAGS, f.name) for f in
                        Recipe.__dataclass_fields__.values() if f.name in FLAGS})
     recipe.check()
+    check_test_split(FLAGS.dataset)
     if FLAGS.num_classes < 0:
         raise TfnasError("--num_classes must be >= 0 (0 infers them)")
     genotype = load_genotype(FLAGS.arch, FLAGS.space)

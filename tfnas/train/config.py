@@ -35,7 +35,8 @@ class Recipe:
     mixed_precision: str = "none"  # or Keras' mixed_bfloat16 / mixed_float16 policy
 
     def check(self) -> None:
-        """One TfnasError line (naming the CLI flags) for the first value out of range."""
+        """One TfnasError line (naming the CLI flags) for the first value out of range (the
+        cache mode is tfnas.data.check_cache_mode's to check)."""
         rules = [
             (self.epochs >= 1 and self.batch_size >= 1 and self.image_size >= 16
              and self.max_images >= 0, "--epochs and --batch_size must be >= 1, --image_size "
@@ -54,6 +55,15 @@ class Recipe:
         for ok, message in rules:
             if not ok:
                 raise TfnasError(message)
+
+
+def check_test_split(dataset: str) -> None:
+    """A tfrecord: pattern names a {split}, so that the test runs on validation records."""
+    if dataset.startswith("tfrecord:") and "{split}" not in dataset:
+        raise TfnasError(f"{dataset} has no {{split}} in it, so it holds no test records and "
+                         "the test would run on training images; name the files so that "
+                         "{split} picks train-* and validation-* ones (e.g. "
+                         "tfrecord:DIR/{split}-*.tfrecord)")
 
 
 def check_model_out(path: str) -> None:

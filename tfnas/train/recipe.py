@@ -20,7 +20,7 @@ from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, write_json
 from tfnas.nn.builder import build_model
 from tfnas.space.genotype import Genotype
-from tfnas.train.config import MULTI_WORKER_FIT, Recipe, check_model_out
+from tfnas.train.config import MULTI_WORKER_FIT, Recipe, check_model_out, check_test_split
 
 
 BACKUP_RECORD = "training.json"
@@ -197,11 +197,7 @@ def train_standalone(genotype: Genotype, dataset: str, recipe: Recipe,
     """
     recipe.check()
     check_cache_mode(recipe.cache)
-    if dataset.startswith("tfrecord:") and "{split}" not in dataset:
-        raise TfnasError(f"{dataset} has no {{split}} in it, so it holds no test records and "
-                         "the test would run on training images; name the files so that "
-                         "{split} picks train-* and validation-* ones (e.g. "
-                         "tfrecord:DIR/{split}-*.tfrecord)")
+    check_test_split(dataset)
     default = tf.distribute.get_strategy()
     strategy = strategy or default
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
