@@ -714,6 +714,19 @@ def test_imagenet_flagfiles_parse_and_ask_for_imagenet(space, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_space_modules_own_stderr_is_kept_and_tensorflows_chatter_held(tmp_path):
+    (tmp_path / "loud_space.py").write_text(
+        "import sys\nprint('loud_space: registering nothing', file=sys.stderr)\n")
+    proc = run_cli("tfnas.search", "--space_module=loud_space", "--space=nope",
+                   env={"PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == "loud_space: registering nothing", proc.stderr
+    assert "unknown search space 'nope'" in proc.stderr.splitlines()[1]
+    # One that imports keras: TensorFlow's start-up lines stay held, the error is one line.
+    assert_one_line_error(run_cli("tfnas.search", "--space_module=tests.supernet_fixtures",
+                                  "--space=nope"), "unknown search space 'nope'")
+
+
 def test_foreign_run_directories_are_refused_untouched(tmp_path):
     cases = {"arch.json": (b'{"space": "fbnet", "arch": "HourNAS-B"}',
                            "holds arch.json but no config.json of a search to resume"),
