@@ -47,6 +47,7 @@ def import_quietly(module: str):
     (a user's --space_module may or may not); one that does not leaves TensorFlow unloaded."""
     if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") or 0) < 2 or "tensorflow" in sys.modules:
         return importlib.import_module(module)
+
     def started_tensorflow() -> bool:  # else what was written is the module's own
         return "tensorflow" in sys.modules
 

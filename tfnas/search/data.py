@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfnas.data import (check_class_count, check_labels, ordered, reading, require_classes, search_parts,
-                        use_cache)
+from tfnas.data import (check_class_count, check_labels, ordered, reading, require_classes,
+                        search_parts, use_cache)
 from tfnas.distribute import check_global_batch
 from tfnas.errors import TfnasError
 
