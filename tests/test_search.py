@@ -117,10 +117,12 @@ def test_search_writes_arch_json_and_artifacts(finished):
         assert (f"{name}'s supernet did not learn" in proc.stdout) == untrained, stage
 
 
-def test_perturbation_selection_fixes_the_vital_op_that_scores_best(tmp_path):
+def test_loss_selections_fix_the_vital_op_and_the_proposal_that_score_best(tmp_path):
+    from tfnas.space.genotype import parse_genotype
+
     model_dir = str(tmp_path / "run")
     proc = _search(model_dir, "--vital_sampler=gumbel_softmax", "--vital_selection=perturbation",
-                   "--selection_batches=3")
+                   "--proposal_selection=loss", "--selection_batches=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(model_dir, "arch.json")) as f:
         record = json.load(f)
@@ -138,6 +140,17 @@ def test_perturbation_selection_fixes_the_vital_op_that_scores_best(tmp_path):
     with open(os.path.join(model_dir, "state.json")) as f:  # stage 1's time includes scoring
         training_only = json.load(f)["partial_seconds"]["vital"]
     assert record["stages"]["vital"]["seconds"] > training_only
+    # Stage 2: the proposal whose most likely architecture within the targets scored lowest.
+    choice = record["proposal_choice"]
+    assert record["proposal_selection"] == "loss" and "scoring proposals [" in proc.stdout
+    scored = {j: v for j, v in enumerate(choice["losses"]) if v is not None}
+    assert scored and all(math.isfinite(v) and v > 0 for v in scored.values())
+    assert choice["chosen"] == min(scored, key=scored.get)
+    assert 0 <= choice["most_likely"] < len(choice["losses"])
+    assert f"proposal {choice['chosen']} has the lowest validation loss" in proc.stdout
+    parse_genotype(tiny_space(), choice["most_likely_arch"])
+    if choice["most_likely"] == choice["chosen"]:
+        assert record["arch"] == choice["most_likely_arch"]
 
 
 def _efficientnet_choice_case():
@@ -288,7 +301,7 @@ def test_result_comes_from_a_proposal_that_meets_the_targets():
     import numpy as np
 
     from tfnas.proposals.optimizer import optimize_proposals
-    from tfnas.search.hournas import most_likely_within_targets
+    from tfnas.search.final_choice import most_likely_within_targets
     from tfnas.search.proposal_arch import ProposalArchParams
     from tfnas.search.vital_choice import largest_miss
     from tfnas.space import get_space
@@ -308,6 +321,36 @@ def test_result_comes_from_a_proposal_that_meets_the_targets():
     result = most_likely_within_targets(arch, tables, targets, seed=0)
     assert largest_miss(tables.cost(result), targets) <= 0.05
     assert all(result[k] == v for k, v in fixed.items())
+
+
+def test_each_proposal_offers_its_most_likely_architecture_within_the_targets():
+    import numpy as np
+
+    from tfnas.proposals.optimizer import optimize_proposals
+    from tfnas.search.final_choice import proposal_candidates
+    from tfnas.search.proposal_arch import ProposalArchParams
+    from tfnas.search.vital_choice import largest_miss
+    from tfnas.space import get_space
+
+    space = get_space("efficientnet")
+    tables = cost_tables(space)
+    targets = {"params": 5.3e6, "flops": 390e6}
+    fixed = {0: 1, 1: 4, 5: 4, 9: 1, 13: 4, 17: 2, 21: 1}
+    proposals = optimize_proposals(tables, targets, fixed, 8, 1000, tau=4.95, seed=0)
+    arch = ProposalArchParams(proposals, proposals.mask, 4.95, 0.9999, seed=0)
+    cheapest = np.argmin(np.where(proposals.mask, tables.tables["params"], np.inf), axis=-1)
+    theta = np.asarray(arch.theta).copy()
+    theta[3] = 100.0 * np.eye(space.num_ops)[cheapest]  # only ever draws the smallest net
+    arch.theta.assign(theta)
+    found = proposal_candidates(arch, tables, targets, seed=0)
+    assert 3 not in found and len(found) >= 4
+    for j, indices in found.items():
+        assert largest_miss(tables.cost(indices), targets) <= 0.05
+        assert all(indices[k] == v for k, v in fixed.items())
+        argmax = np.argmax(np.where(arch.allowed, theta[j], -np.inf), axis=-1)
+        if largest_miss(tables.cost(argmax), targets) <= 0.05:
+            assert list(indices) == list(argmax)
+    assert proposal_candidates(arch, tables, targets, seed=0).keys() == found.keys()
 
 
 def test_a_result_off_the_targets_is_a_warning():
@@ -569,7 +612,8 @@ def _digit_tfrecords(directory, sizes, broken=()) -> str:
 def test_two_workers_on_localhost_agree(tmp_path):
     """Each worker takes its share of every global batch, whatever the files: here one
     file holds 24 images and the other 136, and the epochs use every full batch. Stage 1 runs
-    as the flagfiles run it, its vital ops scored in merged batches split over the workers."""
+    as the flagfiles run it, its vital ops scored in merged batches split over the workers,
+    and stage 2's proposals scored too."""
     pattern = _digit_tfrecords(str(tmp_path), [24, 136])
     # What a kill mid-write leaves in a worker's own directory; that worker removes it.
     stale = tmp_path / "mw" / ".worker1" / ".vital_supernet.abc123.tmp.weights.h5"
@@ -578,9 +622,10 @@ def test_two_workers_on_localhost_agree(tmp_path):
     chief, worker = run_two_workers(str(tmp_path / "mw"), [
         *TINY, f"--dataset=tfrecord:{pattern}", "--num_classes=10", "--cache=none",
         "--batch_size=16", "--steps_per_epoch=0", "--checkpoint_every=4",
-        "--vital_sampler=gumbel_softmax", "--vital_selection=perturbation"])
+        "--vital_sampler=gumbel_softmax", "--vital_selection=perturbation",
+        "--proposal_selection=loss"])
     assert chief == worker
-    assert chief["vital_losses"]
+    assert chief["vital_losses"] and chief["proposal_choice"]["losses"]
     # Stage 2 warm-starts on each worker from its own copy of stage 1's weights, never from a
     # file another process may still be writing.
     assert os.path.exists(tmp_path / "mw" / ".worker1" / "vital_supernet.weights.h5")
@@ -592,7 +637,8 @@ def test_help_lists_every_search_flag_and_exits_0():
     proc = run_cli("tfnas.search", "--help")
     assert proc.returncode == 0, proc.stderr
     for name in ("space", "model_dir", "target_params", "target_flops", "fix", "dataset",
-                 "vital_epochs", "vital_selection", "two_stage", "strategy", "grappler"):
+                 "vital_epochs", "vital_selection", "proposal_selection", "two_stage",
+                 "strategy", "grappler"):
         assert f"--{name}:" in proc.stdout or f"--[no]{name}:" in proc.stdout, name
 
 
@@ -614,6 +660,8 @@ def test_bad_inputs_one_line_and_no_damage(tmp_path, finished):
          "holds a search with other settings: deterministic=default (now False)"),
         (TINY + ["--grappler=on"],
          "holds a search with other settings: grappler=default (now 'on')"),
+        (TINY + ["--proposal_selection=loss"], "holds a search with other settings: "
+         "proposal_selection=default (now 'loss'), selection_batches=default (now 32)"),
         (TINY + ["--strategy=tpu"], "--strategy=tpu: no TPU reachable"),
         (["--space=fbnet", "--target_params=4.8e6", "--weight_lr=-0.1"],
          "--weight_lr must be > 0"),

@@ -127,9 +127,11 @@ def main(argv: list[str]) -> int:
         flags_record["arch_gradient"] = FLAGS.arch_gradient
     if hournas:
         flags_record["fix"] = sorted(FLAGS.fix)
-        if FLAGS.vital_selection != "probability":  # also recorded only when set
-            flags_record.update(vital_selection=FLAGS.vital_selection,
-                                selection_batches=FLAGS.selection_batches)
+        # Also recorded only when set.
+        for name in ("vital_selection", "proposal_selection"):
+            if getattr(FLAGS, name) != "probability":
+                flags_record.update({name: getattr(FLAGS, name),
+                                     "selection_batches": FLAGS.selection_batches})
     rundir = RunDir(model_dir)
     # A foreign, mismatched or impossible directory fails before TensorFlow and the data load.
     rundir.check_writable()

@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfnas import engine
-from tfnas.cost.tables import CostTables, cost_tables
+from tfnas.cost.tables import cost_tables
 from tfnas.engine.checkpoint import search_checkpoint
-from tfnas.engine.scoring import perturbation_losses
+from tfnas.engine.scoring import OneShotScorer, perturbation_losses
 from tfnas.errors import TfnasError
 from tfnas.io import atomic_path, write_text
 from tfnas.nn.sampling import ArchParams, LossAverage
@@ -37,9 +37,10 @@ from tfnas.search.base import (CommonConfig, StageOptimizers, StagePlan, Superne
 from tfnas.search.data import SearchData
 from tfnas.search.diagnostics import (flat_scores_warning, missed_targets_warning,
                                       undecided_vital_note, untrained_warning)
+from tfnas.search.final_choice import most_likely_within_targets, proposal_candidates
 from tfnas.search.proposal_arch import ProposalArchParams
 from tfnas.search.rundir import RunDir
-from tfnas.search.vital_choice import TOLERANCE, feasible_vital_choice, largest_miss
+from tfnas.search.vital_choice import TOLERANCE, feasible_vital_choice
 from tfnas.space.genotype import Genotype
 
 # Perturbation scoring batches hold up to this many pixels (256 images of 32 x 32), or one
@@ -58,6 +59,7 @@ class SearchConfig(CommonConfig):
     sampler: str = "gumbel_max"
     vital_sampler: str = "gumbel_max"
     vital_selection: str = "probability"
+    proposal_selection: str = "probability"
     selection_batches: int = 32
     arch_gradient: str = "reinforce"
     shared_trace: bool = True
@@ -231,9 +233,41 @@ class HourNAS(SupernetSearch):
                     warm_start=warm if self.cfg.two_stage else None)
         final = most_likely_within_targets(arch, self.tables, self.cfg.targets,
                                            seed=self.cfg.seed)
+        if self.cfg.proposal_selection == "loss":
+            final = self._lowest_loss_candidate(net, arch, data, final)
         probs = np.asarray(arch.probabilities())
         self.state["final_probabilities"] = probs.round(5).tolist()
         return final
+
+    def _lowest_loss_candidate(self, net: SuperNet, arch: ProposalArchParams,
+                               data: SearchData, most_likely: np.ndarray) -> np.ndarray:
+        """`--proposal_selection=loss`: of the proposals' most likely architectures within
+        the targets, the one with the lowest validation loss on the trained supernet (batch
+        statistics, as in training); `most_likely` when no proposal has one."""
+        cfg = self.cfg
+        candidates = proposal_candidates(arch, self.tables, cfg.targets, seed=cfg.seed)
+        if not candidates:
+            self.log("no proposal has an architecture within the targets to score; keeping "
+                     "the most likely one")
+            return most_likely
+        scorer = OneShotScorer(net, data.validation_batches(cfg.selection_batches),
+                               cfg.batch_size, self.strategy)
+        progress = Progress("scoring proposals", len(candidates))
+        losses = {}
+        for done, (j, indices) in enumerate(candidates.items(), 1):
+            losses[j] = scorer(indices)["loss"]
+            progress.update(done)
+        best = min(losses, key=losses.get)
+        likely = int(np.argmax(value(arch.pi)))
+        self.state["proposal_choice"] = {
+            "losses": [round(losses[j], 5) if j in losses else None
+                       for j in range(arch.num_proposals)],
+            "chosen": best, "most_likely": likely,
+            "most_likely_arch": str(Genotype.from_indices(cfg.space, most_likely))}
+        self.log(f"proposal {best} has the lowest validation loss ({losses[best]:.4f}); the "
+                 f"most likely, {likely}: "
+                 + (f"{losses[likely]:.4f}" if likely in losses else "none within the targets"))
+        return candidates[best]
 
     # -- shared machinery -------------------------------------------------------------------
     def _searched_vital_layers(self) -> list[int]:
@@ -326,6 +360,9 @@ class HourNAS(SupernetSearch):
         if self.cfg.two_stage:  # how stage 1 ran and chose; a one-stage search has no stage 1
             extra.update(vital_sampler=self.cfg.vital_sampler,
                          vital_selection=self.cfg.vital_selection)
+        extra["proposal_selection"] = self.cfg.proposal_selection
+        if "proposal_choice" in self.state:
+            extra["proposal_choice"] = self.state["proposal_choice"]
         probs = np.array(self.state.get("final_probabilities",
                                         np.eye(space.num_ops)[genotype.indices()]))
         if "vital_probabilities" in self.state:
@@ -374,34 +411,6 @@ def _per_vital_op(space, values: np.ndarray, keep: np.ndarray | None = None) -> 
     return {space.layers[i].name: {space.ops[o]: round(float(values[i, o]), 4)
                                    for o in np.flatnonzero(keep[i])}
             for i in np.flatnonzero(space.vital_mask()) if keep[i].any()}
-
-
-def most_likely_within_targets(arch: ProposalArchParams, tables: CostTables,
-                               targets: dict[str, float], seed: int, tolerance: float = TOLERANCE,
-                               samples: int = 20_000) -> np.ndarray:
-    """Algorithm 1's last line: the most likely ops of the most likely proposal; if that
-    argmax misses a target by more than `tolerance`, the most likely architecture that meets
-    every target among `samples` draws at the final temperature from that proposal, else
-    from the next most likely proposal, and so on. If no draw of any proposal meets them all,
-    the draw whose largest relative miss is smallest."""
-    nearest = arch.derive()
-    nearest_miss = largest_miss(tables.cost(nearest), targets)
-    if nearest_miss <= tolerance:
-        return nearest
-    theta, tau = value(arch.theta), value(arch.tau)
-    rng = np.random.default_rng(seed)
-    for j in np.argsort(-value(arch.pi), kind="stable"):
-        logits = np.where(arch.allowed, theta[j] / tau, -np.inf)
-        logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-        draws = np.argmax(logits + rng.gumbel(size=(samples,) + logits.shape), axis=-1)
-        miss = largest_miss(tables.batch_cost(draws), targets)
-        ok = miss <= tolerance
-        if ok.any():
-            score = logp[np.arange(logits.shape[0]), draws[ok]].sum(axis=1)
-            return draws[ok][int(np.argmax(score))]
-        if miss.min() < nearest_miss:
-            nearest, nearest_miss = draws[int(np.argmin(miss))], float(miss.min())
-    return nearest
 
 
 def _copy_shared_weights(source: SuperNet, target: SuperNet) -> None:
