@@ -118,7 +118,7 @@ def define_flags() -> None:
                   "--selection_batches validation batches with the trained supernet's shared "
                   "weights, and the lowest loss wins; after a short stage 2 the proposals' "
                   "probabilities are still close to uniform. arch.json records the losses and "
-                  "what the paper's rule would have picked. On Fashion-MNIST (7 seeds) its "
+                  "what the paper's rule would have picked. On Fashion-MNIST (9 seeds) its "
                   "nets retrained no better than the paper's (README, Search).")
     d.DEFINE_integer("selection_batches", 32,
                      "--vital_selection=perturbation and --proposal_selection=loss: validation "
