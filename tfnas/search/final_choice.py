@@ -45,10 +45,9 @@ def proposal_candidates(arch: ProposalArchParams, tables: CostTables,
     """{proposal: its most likely architecture within `tolerance` of every target}: the
     proposal's argmax if that meets them, else the most likely of `samples` draws from it
     that does; proposals none of whose draws does are left out."""
-    theta = value(arch.theta)
     found = {}
     for j in range(arch.num_proposals):
-        argmax = np.argmax(np.where(arch.allowed, theta[j], -np.inf), axis=-1)
+        argmax = arch.most_likely_ops(j)
         if largest_miss(tables.cost(argmax), targets) <= tolerance:
             found[j] = argmax
             continue

@@ -83,8 +83,11 @@ class ProposalArchParams(ArchParams):
 
     def derive(self) -> np.ndarray:
         """The most likely op of the most likely proposal (Algorithm 1, line 23)."""
-        best = int(np.argmax(tf.convert_to_tensor(self.pi).numpy()))
-        theta = tf.convert_to_tensor(self.theta).numpy()[best]
+        return self.most_likely_ops(int(np.argmax(tf.convert_to_tensor(self.pi).numpy())))
+
+    def most_likely_ops(self, proposal: int) -> np.ndarray:
+        """The most likely op of every layer under proposal `proposal` [L]."""
+        theta = tf.convert_to_tensor(self.theta).numpy()[proposal]
         return np.argmax(np.where(self.allowed, theta, -np.inf), axis=-1)
 
     def checkpoint_items(self) -> dict:
