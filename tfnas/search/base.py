@@ -11,6 +11,7 @@ TensorBoard scalars. The algorithms (HourNAS, SETN, TNAS) differ only in what a 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import os
@@ -233,6 +234,10 @@ class SupernetSearch:
                         if at == plan.total else ""))
         elif warm_start is not None:
             warm_start()
+        # The previous stage's supernet and traced steps (and a warm start's donor) are cyclic
+        # garbage (~190k objects after a Fashion-MNIST stage 1) that Python's collector may
+        # leave for a long time; until it runs, this stage runs slower (README, Performance).
+        gc.collect()
         progress = Progress(f"stage {plan.name}", plan.total, start=int(step_var.numpy()))
         t0 = time.monotonic()
         before = self.state.get("partial_seconds", {}).get(plan.name, 0.0)
